@@ -1,0 +1,109 @@
+"""Every error ckpttool raises on purpose, with its exit status and stable reference.
+
+This module imports nothing else from ckpttool so that any layer may raise these. The CLI maps
+them to one line on stderr: ``ckpttool: error[<reference>]: <path>: <message>`` plus a hint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+__all__ = [
+    "CkptError",
+    "UnreadableCheckpoint",
+    "TruncatedFile",
+    "CorruptPickle",
+    "ResourceLimit",
+    "UnsupportedFormat",
+    "SectionNotFound",
+    "UnsafeContent",
+    "OutputRefused",
+    "VerificationFailed",
+    "UsageError",
+    "RemapConflict",
+]
+
+
+class CkptError(Exception):
+    """Base of every error the library raises on purpose; library callers catch this alone."""
+
+    exit_code: ClassVar[int] = 2
+    reference: ClassVar[str] = "ckpt-error"
+
+    def __init__(self, message: str, *, hint: str | None = None, path: Path | str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.path = Path(path) if path is not None else None
+
+    def one_line(self) -> str:
+        """The message as the CLI prints it: reference, file, what is wrong."""
+        where = f"{self.path}: " if self.path is not None else ""
+        return f"error[{self.reference}]: {where}{self.message}"
+
+
+class UnreadableCheckpoint(CkptError):
+    """The input is missing, corrupt or not a checkpoint at all."""
+
+    reference = "unreadable-checkpoint"
+
+
+class TruncatedFile(UnreadableCheckpoint):
+    """The file ends before a structure it declares."""
+
+    reference = "truncated-file"
+
+
+class CorruptPickle(UnreadableCheckpoint):
+    """The pickle stream is malformed (bad opcode, stack underflow, bad frame...)."""
+
+    reference = "corrupt-pickle"
+
+
+class ResourceLimit(UnreadableCheckpoint):
+    """The input asks for more depth, nodes or bytes than a file of its size can honestly need."""
+
+    reference = "resource-limit"
+
+
+class UnsupportedFormat(CkptError):
+    """The input is readable but of a format or layout this operation cannot handle."""
+
+    reference = "unsupported-format"
+
+
+class SectionNotFound(UnsupportedFormat):
+    """The requested section (model, ema, optimizer...) is not in this checkpoint."""
+
+    reference = "section-not-found"
+
+
+class UnsafeContent(CkptError):
+    """An operation would need to run code named by the file; refused without --unsafe."""
+
+    reference = "unsafe-content"
+
+
+class OutputRefused(CkptError):
+    """The output path exists, is the input, or cannot be written."""
+
+    reference = "output-refused"
+
+
+class VerificationFailed(OutputRefused):
+    """Re-reading a written file did not give back what was meant to be written."""
+
+    reference = "verification-failed"
+
+
+class UsageError(CkptError):
+    """Options that contradict each other or name things that do not exist."""
+
+    reference = "usage-error"
+
+
+class RemapConflict(CkptError):
+    """A remap would send two keys to one name, or could not be applied unambiguously."""
+
+    reference = "remap-conflict"

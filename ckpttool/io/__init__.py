@@ -1,0 +1,125 @@
+"""Turning a path into a ``Checkpoint``, whatever the format, without running code from it.
+
+``open_checkpoint`` sniffs the format from the bytes, runs every pickle through the safe VM,
+locates tensors lazily, recognises the layout, and attaches findings (dangerous globals, a file
+extension that lies about the format, zip anomalies). Only ``CkptError`` escapes it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ckpttool.errors import CkptError, ResourceLimit, UnreadableCheckpoint, UnsupportedFormat
+from ckpttool.io.findings import pickle_findings
+from ckpttool.io.pickles import PickleLoad, run_pickle
+from ckpttool.io.safetensors_reader import read_safetensors
+from ckpttool.io.sniff import extension_format, sniff
+from ckpttool.io.source import FileSource
+from ckpttool.model import Checkpoint, Finding
+
+__all__ = ["open_checkpoint", "read_tree", "TreeRead"]
+
+
+class TreeRead:
+    """The raw result of reading a file: the object tree and every pickle's outcome."""
+
+    def __init__(self, path: Path, fmt: str, tree: Any, size: int, loads: list[PickleLoad],
+                 anomalies: list[str], script: Any = None, members: dict[str, Any] | None = None) -> None:
+        self.path, self.format, self.tree, self.size = path, fmt, tree, size
+        self.loads, self.anomalies, self.script = loads, anomalies, script
+        self.members = members or {}
+
+
+def _check_path(path: Path) -> int:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise UnreadableCheckpoint("no such file", path=path) from None
+    except OSError as exc:
+        raise UnreadableCheckpoint(f"cannot open: {exc.strerror or exc}", path=path) from None
+    if path.is_dir():
+        raise UnsupportedFormat("is a directory, not a checkpoint file", path=path)
+    if not path.is_file():
+        raise UnreadableCheckpoint("not a regular file", path=path)
+    if st.st_size == 0:
+        raise UnreadableCheckpoint("the file is empty", path=path)
+    if not os.access(path, os.R_OK):
+        raise UnreadableCheckpoint("permission denied", path=path)
+    return st.st_size
+
+
+def read_tree(path: Path, *, keep_going: bool = False) -> TreeRead:
+    """Read ``path`` into an object tree. ``keep_going`` keeps partial results of bad pickles."""
+    size = _check_path(path)
+    file = FileSource(path, size)
+    fmt = sniff(file.read(0, min(size, 512)), size)
+    if fmt == "torch-zip":
+        from ckpttool.io.torch_zip import read_torch_zip
+        from ckpttool.io.torchscript import script_class_info
+
+        z = read_torch_zip(path, file, keep_going=keep_going)
+        script = script_class_info(z.index, z.root) if z.format == "torchscript" else None
+        return TreeRead(path, z.format, z.tree, size, z.loads, z.index.anomalies, script, z.info)
+    if fmt == "torch-legacy":
+        from ckpttool.io.torch_legacy import read_torch_legacy
+
+        tree, loads, modules = read_torch_legacy(path, file, keep_going=keep_going)
+        anomalies = [f"legacy module record for {name} embeds the source file path {src!r}"
+                     for name, src in modules if src]
+        return TreeRead(path, fmt, tree, size, loads, anomalies)
+    if fmt == "safetensors":
+        tensors, metadata = read_safetensors(path, file)
+        return TreeRead(path, fmt, tensors, size, [], [], members={"__metadata__": metadata})
+    if fmt == "pickle":
+        load = run_pickle(file.read(0, size), "pickle", None, keep_going=keep_going)
+        return TreeRead(path, fmt, load.value, size, [load], [])
+    if fmt == "torch-tar":
+        raise UnsupportedFormat("torch's pre-0.4 tar format is not supported; re-save it with "
+                                "torch 1.x", path=path)
+    raise UnreadableCheckpoint("not a checkpoint: unrecognised bytes (not a torch zip, legacy "
+                               "torch file, safetensors or pickle)", path=path)
+
+
+def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Open ``path`` safely and recognise its layout.
+
+    Raises:
+        CkptError: for anything wrong with the file (only ``CkptError`` subclasses escape).
+    """
+    path = Path(path)
+    try:
+        read = read_tree(path)
+        ckpt = _checkpoint(read)
+    except CkptError as exc:
+        if exc.path is None:
+            exc.path = path
+        raise
+    except RecursionError:
+        raise ResourceLimit("the object tree nests too deeply", path=path) from None
+    except MemoryError:
+        raise ResourceLimit("reading needs more memory than is available", path=path) from None
+    return ckpt
+
+
+def _checkpoint(read: TreeRead) -> Checkpoint:
+    from ckpttool.layouts import recognise
+
+    ckpt = Checkpoint(path=read.path, format=read.format, tree=read.tree, file_size=read.size,
+                      members=read.members)
+    globals_, findings = pickle_findings(read.loads, read.tree)
+    ckpt.globals = globals_
+    ckpt.findings.extend(findings)
+    ckpt.findings.extend(Finding("format.anomaly", "warn", a) for a in read.anomalies)
+    claimed = extension_format(read.path)
+    actual = "safetensors" if read.format == "safetensors" else "pickle" if read.format == "pickle" else "torch"
+    if claimed is not None and claimed != actual and not (claimed == "pickle" and actual == "torch"):
+        ckpt.findings.append(Finding(
+            "format.extension-mismatch", "warn",
+            f"the extension {read.path.suffix!r} says {claimed} but the bytes are {read.format}; "
+            "read by its bytes"))
+    recognise(ckpt, read.script)
+    return ckpt
+
+

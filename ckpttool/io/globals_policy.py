@@ -1,0 +1,149 @@
+"""Which globals a pickle may name, and what each becomes. Policy first, as torch's unpickler does.
+
+Three classes of global:
+
+- ``data``: an exact ``module.qualname`` on the allow-list; the unpickler re-implements it as pure
+  code that builds inert values (``collections.OrderedDict``, torch's tensor-rebuild helpers...).
+- ``dangerous``: a global that could run code, import, touch files or the network if it were
+  called (``os.system``, ``builtins.eval``, ``subprocess.*``...). It is never called; the object it
+  would have built becomes a ``Stub`` and the checkpoint carries an ``unsafe.global`` finding.
+- ``stub``: anything else (``models.yolo.Model``); it becomes a ``Stub`` that records its state.
+
+Names are matched whole: ``STACK_GLOBAL('pathlib', 'os.system')`` is classed by every dotted part,
+so an attribute walk through an innocent module to a dangerous one is still dangerous.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from ckpttool.dtypes import DTYPES
+
+__all__ = ["GlobalKind", "classify", "DATA_GLOBALS"]
+
+GlobalKind = Literal["data", "stub", "dangerous"]
+
+_TORCH_DTYPE_NAMES = {d.name for d in DTYPES} | {
+    "float", "double", "half", "long", "int", "short", "cfloat", "cdouble", "chalf", "uint1",
+    "bits8", "bits16", "bits1x8", "bits2x4", "bits4x2",
+}
+_STORAGE_CLASSES = {d.storage_class for d in DTYPES if d.storage_class} | {"UntypedStorage"}
+
+# Exact names whose effect the unpickler re-implements as pure code, or that are plain values.
+DATA_GLOBALS: frozenset[str] = frozenset(
+    {
+        "collections.OrderedDict", "collections.defaultdict", "collections.Counter",
+        "collections.deque",
+        "builtins.set", "builtins.frozenset", "builtins.bytearray", "builtins.complex",
+        "builtins.list", "builtins.dict", "builtins.tuple", "builtins.int", "builtins.float",
+        "builtins.str", "builtins.bytes", "builtins.bool", "builtins.object", "builtins.slice",
+        "builtins.range",
+        "__builtin__.set", "__builtin__.frozenset", "__builtin__.bytearray", "__builtin__.complex",
+        "__builtin__.object", "__builtin__.list", "__builtin__.dict", "__builtin__.tuple",
+        "_codecs.encode",
+        "copyreg._reconstructor", "copy_reg._reconstructor", "copyreg.__newobj__",
+        "torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v2",
+        "torch._utils._rebuild_tensor_v3", "torch._utils._rebuild_parameter",
+        "torch._utils._rebuild_parameter_with_state", "torch._utils._rebuild_meta_tensor_no_storage",
+        "torch._tensor._rebuild_from_type_v2", "torch._tensor._rebuild_from_type",
+        "torch.Size", "torch.device", "torch.serialization._get_layout",
+        "torch.storage.UntypedStorage", "torch.storage._TypedStorage",
+        "torch.strided", "torch.sparse_coo", "torch.nn.parameter.Parameter",
+        "torch.torch_version.TorchVersion",
+        "numpy.dtype", "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar",
+        "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
+        "numpy.ndarray", "numpy.float64", "numpy.float32", "numpy.int64", "numpy.int32",
+        "numpy.dtypes.Float64DType", "numpy.dtypes.Float32DType", "numpy.dtypes.Int64DType",
+        "numpy.dtypes.Int32DType", "numpy.dtypes.Float16DType", "numpy.dtypes.BoolDType",
+        "argparse.Namespace", "types.SimpleNamespace",
+        "pathlib.Path", "pathlib.PosixPath", "pathlib.WindowsPath", "pathlib.PurePosixPath",
+        "pathlib.PureWindowsPath",
+        "datetime.datetime", "datetime.date", "datetime.time", "datetime.timedelta",
+        "datetime.timezone", "decimal.Decimal", "uuid.UUID", "fractions.Fraction",
+        "enum.Enum",
+        "torch.jit._pickle.build_intlist", "torch.jit._pickle.build_tensorlist",
+        "torch.jit._pickle.build_doublelist", "torch.jit._pickle.build_boollist",
+        "torch.jit._pickle.build_tensor_from_id", "torch.jit._pickle.restore_type_tag",
+    }
+    | {f"torch.{name}" for name in _TORCH_DTYPE_NAMES}
+    | {f"torch.{name}" for name in _STORAGE_CLASSES}
+    | {f"torch.cuda.{name}" for name in _STORAGE_CLASSES}
+)
+
+# Whole modules that can run code, spawn processes, import, or reach files and the network.
+_DANGEROUS_MODULES: frozenset[str] = frozenset(
+    {
+        "os", "posix", "nt", "sys", "subprocess", "_posixsubprocess", "runpy", "importlib",
+        "imp", "zipimport", "pkgutil", "pickle", "_pickle", "cPickle", "marshal", "shelve",
+        "dill", "cloudpickle", "joblib", "shutil", "socket", "_socket", "ssl", "select",
+        "code", "codeop", "ctypes", "_ctypes", "cffi", "pty", "tty", "pdb", "bdb",
+        "webbrowser", "urllib", "urllib2", "urllib3", "http", "httplib", "requests", "ftplib",
+        "telnetlib", "smtplib", "poplib", "imaplib", "xmlrpc", "asyncio", "multiprocessing",
+        "concurrent", "threading", "_thread", "signal", "platform", "commands", "popen2", "pip",
+        "setuptools", "distutils", "pkg_resources", "site", "ensurepip", "venv", "types",
+        "operator", "_operator", "functools", "_functools", "itertools", "inspect", "gc",
+        "tempfile", "io", "_io", "glob", "fileinput", "tarfile", "zipfile", "sqlite3", "mmap",
+        "resource", "_winapi", "msvcrt", "winreg", "_winreg", "nturl2path", "timeit",
+        "trace", "profile", "cProfile", "doctest", "unittest", "logging", "builtins_exec",
+        "__main__", "IPython", "pydoc", "sysconfig", "atexit", "weakref", "ast", "dis",
+        "compileall", "py_compile", "pathlib_os", "fcntl", "termios", "syslog", "sched",
+        "socketserver", "wsgiref", "xml", "email", "mailbox", "smtpd",
+    }
+)
+
+_DANGEROUS_BUILTINS: frozenset[str] = frozenset(
+    {
+        "eval", "exec", "execfile", "compile", "open", "file", "__import__", "getattr",
+        "setattr", "delattr", "globals", "locals", "vars", "input", "raw_input", "breakpoint",
+        "exit", "quit", "help", "reload", "apply", "memoryview", "type", "super", "classmethod",
+        "staticmethod", "property", "dir", "print", "iter", "next", "map", "filter", "reduce",
+        "callable", "hasattr", "__build_class__", "__loader__", "__spec__",
+    }
+)
+
+# Attribute names that turn a dotted walk from any module into a call of code.
+_WALK_NAMES: frozenset[str] = frozenset(
+    {
+        "eval", "exec", "execfile", "compile", "open", "__import__", "getattr", "setattr",
+        "delattr", "globals", "locals", "vars", "breakpoint", "system", "popen", "spawnv",
+        "spawnl", "execv", "execl", "__globals__", "__builtins__", "__subclasses__",
+        "__reduce__", "__reduce_ex__", "__code__", "__class__", "__dict__", "__getattribute__",
+    }
+)
+
+# Dotted prefixes inside otherwise-innocent packages that load, compile or execute.
+_DANGEROUS_PREFIXES: tuple[str, ...] = (
+    "torch.load", "torch.hub", "torch.jit", "torch.fx", "torch.package", "torch._C",
+    "torch.ops", "torch._ops", "torch._dynamo", "torch._inductor", "torch.utils.cpp_extension",
+    "torch.storage._load_from_bytes", "torch.serialization", "torch._utils",
+    "torch.distributed", "torch.multiprocessing", "torch.backends", "torch.compile",
+    "torch.classes", "torch._classes", "torch.library", "torch.cuda.memory",
+    "numpy.load", "numpy.loads", "numpy.save", "numpy.fromfile", "numpy.tofile",
+    "numpy.lib.npyio", "numpy.ctypeslib", "numpy.f2py", "numpy.distutils", "numpy.testing",
+    "numpy.lib.format", "numpy.memmap", "scipy.io", "pandas.read_pickle", "pandas.io",
+    "yaml.load", "yaml.unsafe_load", "yaml.full_load",
+)
+
+
+def _parts(fullname: str) -> list[str]:
+    return [p for p in fullname.replace(":", ".").split(".") if p]
+
+
+def classify(module: str, name: str) -> GlobalKind:
+    """Class the global ``module.name`` as ``data``, ``stub`` or ``dangerous``."""
+    fullname = f"{module}.{name}"
+    if fullname in DATA_GLOBALS:
+        return "data"
+    parts = _parts(fullname)
+    if any(part in _DANGEROUS_MODULES for part in parts):
+        return "dangerous"
+    if module in ("builtins", "__builtin__", "__builtins__") or "__builtins__" in parts:
+        return "dangerous" if name in _DANGEROUS_BUILTINS or "." in name else "stub"
+    if any(part in _WALK_NAMES for part in parts[1:]):
+        return "dangerous"
+    if fullname.startswith(("torch._utils._rebuild_", "torch._tensor._rebuild_")):
+        return "stub"
+    for prefix in _DANGEROUS_PREFIXES:
+        if fullname == prefix or fullname.startswith(prefix + "."):
+            return "dangerous"
+    return "stub"
