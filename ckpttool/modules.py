@@ -25,7 +25,10 @@ def is_module(obj: Any) -> bool:
     return isinstance(obj, Stub) and (obj.is_module or obj.qualname.startswith("__torch__."))
 
 
-def _own_tensors(stub: Stub, script: ScriptClassInfo | None) -> tuple[list[tuple[str, Any, bool]], list[tuple[str, Any]]]:
+_Own = tuple[list[tuple[str, Any, bool]], list[tuple[str, Any]]]
+
+
+def _own_tensors(stub: Stub, script: ScriptClassInfo | None) -> _Own:
     """Own (name, tensor, is_parameter) entries and (name, child) modules of one module."""
     attrs = stub.attributes
     if stub.is_module:

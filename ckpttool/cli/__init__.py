@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return 130
-    except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into a clear line
+    except Exception as exc:
         if debug:
             raise
         _error(f"error[internal-error]: {type(exc).__name__}: {exc} "

@@ -84,7 +84,7 @@ _DANGEROUS_MODULES: frozenset[str] = frozenset(
         "operator", "_operator", "functools", "_functools", "itertools", "inspect", "gc",
         "tempfile", "io", "_io", "glob", "fileinput", "tarfile", "zipfile", "sqlite3", "mmap",
         "resource", "_winapi", "msvcrt", "winreg", "_winreg", "nturl2path", "timeit",
-        "trace", "profile", "cProfile", "doctest", "unittest", "logging", "builtins_exec",
+        "trace", "profile", "cProfile", "doctest", "unittest", "builtins_exec",
         "__main__", "IPython", "pydoc", "sysconfig", "atexit", "weakref", "ast", "dis",
         "compileall", "py_compile", "pathlib_os", "fcntl", "termios", "syslog", "sched",
         "socketserver", "wsgiref", "xml", "email", "mailbox", "smtpd",
@@ -121,7 +121,7 @@ _DANGEROUS_PREFIXES: tuple[str, ...] = (
     "numpy.load", "numpy.loads", "numpy.save", "numpy.fromfile", "numpy.tofile",
     "numpy.lib.npyio", "numpy.ctypeslib", "numpy.f2py", "numpy.distutils", "numpy.testing",
     "numpy.lib.format", "numpy.memmap", "scipy.io", "pandas.read_pickle", "pandas.io",
-    "yaml.load", "yaml.unsafe_load", "yaml.full_load",
+    "yaml.load", "yaml.unsafe_load", "yaml.full_load", "logging.config",
 )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from ckpttool.layouts import averaged, generic, lightning, mmengine, plain, timm, yolo
 from ckpttool.layouts.base import Layout, section
 from ckpttool.layouts.meta import collect_meta
-from ckpttool.model import Checkpoint
+from ckpttool.model import SECTION_KINDS, Checkpoint
 from ckpttool.modules import ScriptClassInfo, is_module, module_state_dict
 
 __all__ = ["recognise", "RECOGNISERS", "Layout"]
@@ -41,7 +41,8 @@ def recognise(ckpt: Checkpoint, script: ScriptClassInfo | None = None) -> Layout
             layout = found
             break
     ckpt.layout = layout.name
-    ckpt.sections = dict(layout.sections)
+    order = {kind: i for i, kind in enumerate(SECTION_KINDS)}
+    ckpt.sections = dict(sorted(layout.sections.items(), key=lambda kv: order.get(kv[0], len(order))))
     ckpt.meta = collect_meta(ckpt.tree, layout)
     if "meta" not in ckpt.sections and ckpt.meta:
         ckpt.sections["meta"] = section("meta", "", ckpt.meta)

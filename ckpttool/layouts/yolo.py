@@ -18,8 +18,8 @@ def recognise(tree: Any) -> Layout | None:
     if not (is_module(model) or is_module(ema)):
         return None
     name = "ultralytics" if "train_args" in keys else "yolov5"
-    layout = Layout(name, resume_sections(tree),
-                    reason="pickled model/ema modules with " + ", ".join(sorted({"updates", "best_fitness", "train_args"} & keys)))
+    tells = ", ".join(sorted({"updates", "best_fitness", "train_args"} & keys))
+    layout = Layout(name, resume_sections(tree), reason=f"pickled model/ema modules with {tells}")
     ema_sd = as_state_dict(ema) if ema is not None else None
     model_sd = as_state_dict(model) if model is not None else None
     if model_sd is not None:

@@ -1,0 +1,46 @@
+"""``ckpttool inspect FILE``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ckpttool.cli.common import emit_json, input_path, json_option, print_renderable
+from ckpttool.model import SECTION_KINDS
+
+
+@click.command("inspect")
+@click.argument("path", type=input_path())
+@click.option("--section", "sections", multiple=True, type=click.Choice(SECTION_KINDS),
+              help="Show only this section (repeatable).")
+@click.option("--keys", is_flag=True, help="Flat list: key, dtype, shape, bytes.")
+@click.option("--stats", is_flag=True, help="Read tensor bytes (streamed) for min/max/mean/std and NaN/Inf counts.")
+@click.option("--depth", default=2, show_default=True, type=click.IntRange(0, 64),
+              help="Module levels to expand in the tree view.")
+@json_option
+def command(path: Path, sections: tuple[str, ...], keys: bool, stats: bool, depth: int, as_json: bool) -> int:
+    """Show what a checkpoint holds, without running code from it.
+
+    Reads only the archive index and the pickle (never tensor bytes unless --stats, never torch):
+    sections (model, ema, optimizer, scheduler, scaler, meta), tensors with dtype and shape,
+    totals, the classes the file pickles, and findings such as globals that could run code.
+
+    \b
+    Examples:
+      ckpttool inspect last.pt
+      ckpttool inspect last.pt --section optimizer
+      ckpttool inspect model.safetensors --keys
+      ckpttool inspect last.pt --json | jq '.sections.model.tensors | keys'
+    """
+    from ckpttool.io import open_checkpoint
+    from ckpttool.ops.inspect import inspect_checkpoint
+
+    report = inspect_checkpoint(open_checkpoint(path), sections=sections, stats=stats)
+    if as_json:
+        emit_json(report.to_dict())
+        return 0
+    from ckpttool.report.inspect import render_inspect, render_keys
+
+    print_renderable(*(render_keys(report) if keys else render_inspect(report, depth=depth)))
+    return 0
