@@ -28,7 +28,8 @@ def input_path() -> click.Path:
 
 def emit_json(data: dict[str, Any]) -> None:
     """Write ``data`` as JSON on stdout."""
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    indent = 2 if sys.stdout.isatty() else None  # the C encoder only runs without indent
+    sys.stdout.write(json.dumps(data, indent=indent, ensure_ascii=False, default=str) + "\n")
 
 
 def console(stderr: bool = False) -> Any:

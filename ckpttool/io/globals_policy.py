@@ -10,11 +10,14 @@ Three classes of global:
 - ``stub``: anything else (``models.yolo.Model``); it becomes a ``Stub`` that records its state.
 
 Names are matched whole: ``STACK_GLOBAL('pathlib', 'os.system')`` is classed by every dotted part,
-so an attribute walk through an innocent module to a dangerous one is still dangerous.
+so an attribute walk through an innocent module to a dangerous one is still dangerous; so is any
+dotted name that walks through a module attribute (``argparse._os...``), and any global of the
+standard library that is not on the allow-list (its private helpers run programs).
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Literal
 
 from ckpttool.dtypes import DTYPES
@@ -37,7 +40,8 @@ DATA_GLOBALS: frozenset[str] = frozenset(
         "builtins.set", "builtins.frozenset", "builtins.bytearray", "builtins.complex",
         "builtins.list", "builtins.dict", "builtins.tuple", "builtins.int", "builtins.float",
         "builtins.str", "builtins.bytes", "builtins.bool", "builtins.object", "builtins.slice",
-        "builtins.range",
+        "builtins.range", "builtins.Ellipsis", "builtins.NotImplemented", "re._compile",
+        "logging.getLogger",
         "__builtin__.set", "__builtin__.frozenset", "__builtin__.bytearray", "__builtin__.complex",
         "__builtin__.object", "__builtin__.list", "__builtin__.dict", "__builtin__.tuple",
         "_codecs.encode",
@@ -108,8 +112,21 @@ _WALK_NAMES: frozenset[str] = frozenset(
         "delattr", "globals", "locals", "vars", "breakpoint", "system", "popen", "spawnv",
         "spawnl", "execv", "execl", "__globals__", "__builtins__", "__subclasses__",
         "__reduce__", "__reduce_ex__", "__code__", "__class__", "__dict__", "__getattribute__",
+        # the rest of os's process family and the loaders, reachable through any module's alias
+        "execvp", "execvpe", "execve", "execle", "execlp", "execlpe", "spawnve", "spawnvp",
+        "spawnvpe", "spawnle", "spawnlp", "spawnlpe", "posix_spawn", "posix_spawnp", "startfile",
+        "fork", "forkpty", "kill", "killpg", "putenv", "unlink", "remove", "rmdir", "rmtree",
+        "Popen", "check_output", "check_call", "getoutput", "getstatusoutput", "run_path",
+        "run_module", "import_module", "load", "loads",
     }
 )
+
+# Python 2 and oddly named stdlib modules that ``sys.stdlib_module_names`` does not list.
+_EXTRA_STDLIB: frozenset[str] = frozenset(
+    {"__builtin__", "copy_reg", "cPickle", "commands", "popen2", "httplib", "urllib2",
+     "idlelib", "lib2to3", "_osx_support", "_aix_support", "_pyrepl", "ensurepip"}
+)
+_STDLIB: frozenset[str] = frozenset(getattr(sys, "stdlib_module_names", ())) | _EXTRA_STDLIB
 
 # Dotted prefixes inside otherwise-innocent packages that load, compile or execute.
 _DANGEROUS_PREFIXES: tuple[str, ...] = (
@@ -121,8 +138,18 @@ _DANGEROUS_PREFIXES: tuple[str, ...] = (
     "numpy.load", "numpy.loads", "numpy.save", "numpy.fromfile", "numpy.tofile",
     "numpy.lib.npyio", "numpy.ctypeslib", "numpy.f2py", "numpy.distutils", "numpy.testing",
     "numpy.lib.format", "numpy.memmap", "scipy.io", "pandas.read_pickle", "pandas.io",
-    "yaml.load", "yaml.unsafe_load", "yaml.full_load", "logging.config",
+    "yaml.load", "yaml.unsafe_load", "yaml.full_load", "logging.config", "test.support",
 )
+
+
+def _walks_through_attribute(name: str) -> bool:
+    """A dotted name whose inner parts are not classes: a walk through module attributes.
+
+    ``STACK_GLOBAL('argparse', '_os.execvp')`` reaches ``os`` through argparse's private alias;
+    a nested class (``Outer.Inner``) has capitalised inner parts and stays a stub.
+    """
+    inner = name.split(".")[:-1]
+    return any(not part[:1].isupper() for part in inner)
 
 
 def _parts(fullname: str) -> list[str]:
@@ -140,6 +167,13 @@ def classify(module: str, name: str) -> GlobalKind:
     if module in ("builtins", "__builtin__", "__builtins__") or "__builtins__" in parts:
         return "dangerous" if name in _DANGEROUS_BUILTINS or "." in name else "stub"
     if any(part in _WALK_NAMES for part in parts[1:]):
+        return "dangerous"
+    if _walks_through_attribute(name):
+        return "dangerous"
+    if parts and parts[0] in _STDLIB:
+        # Nothing in the standard library outside the allow-list belongs in a checkpoint, and its
+        # private helpers (uuid._get_command_stdout, _osx_support._read_output...) run programs:
+        # a deny-list of them is always one advisory behind.
         return "dangerous"
     if fullname.startswith(("torch._utils._rebuild_", "torch._tensor._rebuild_")):
         return "stub"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ckpttool.dtypes import by_name, by_storage_class
-from ckpttool.errors import CorruptPickle, TruncatedFile, UnreadableCheckpoint
+from ckpttool.errors import CkptError, CorruptPickle, TruncatedFile, UnreadableCheckpoint
 from ckpttool.io.pickles import PickleLoad, run_pickle
 from ckpttool.io.source import FileSource
 from ckpttool.model import GlobalRef, Storage
@@ -89,11 +89,18 @@ def read_torch_legacy(path: Path, file: FileSource, *, keep_going: bool = False
             return None, loads, loader.modules
         pos = load.end
     magic, proto, _sys_info, data, keys = (load.value for load in loads)
-    if type(magic) is not int or magic != MAGIC_NUMBER:
-        raise UnreadableCheckpoint("invalid magic number: not a torch legacy file", path=path)
-    if proto != PROTOCOL_VERSION:
-        raise UnreadableCheckpoint(f"unsupported legacy protocol version {proto!r}", path=path)
-    _place_storages(path, file, loader, keys, pos)
+    try:
+        if type(magic) is not int or magic != MAGIC_NUMBER:
+            raise UnreadableCheckpoint("invalid magic number: not a torch legacy file", path=path)
+        if type(proto) is not int or proto != PROTOCOL_VERSION:
+            raise UnreadableCheckpoint(f"unsupported legacy protocol version {str(proto)[:40]}", path=path)
+        _place_storages(path, file, loader, keys, pos)
+    except CkptError as exc:
+        if not keep_going:
+            raise
+        # a scan must still see what the five pickles named (a payload in pickle 2 or 5)
+        loads[-1].error = exc
+        return None, loads, loader.modules
     return data, loads, loader.modules
 
 

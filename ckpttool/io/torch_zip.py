@@ -9,6 +9,7 @@ since a payload can hide in a member torch would not read today but another tool
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,27 @@ class _StorageLoader:
         return storage
 
 
+_PROTO0_GLOBAL = re.compile(rb"\(?c[\w.]+\n[\w.]+\n")
+
+
+def _holds_pickle(index: ZipIndex, name: str, root: str) -> bool:
+    """Every ``.pkl`` member, and any other member (storage records aside) that starts like a pickle.
+
+    torch reads ``.data/serialization_id`` as text, but a payload parked there (or in any extra
+    member) would run in a tool that unpickles it: scan it rather than trust the name.
+    """
+    if name.endswith((".pkl", ".debug_pkl")):
+        return True
+    if name.startswith(f"{root}/data/") or name.endswith("/"):
+        return False
+    entry = index.entries[name]
+    if entry.size < 2:
+        return False
+    src, offset = index.source(entry)
+    head = src.read(offset, min(entry.size, 64))
+    return (head[0] == 0x80 and head[1] <= 5) or _PROTO0_GLOBAL.match(head) is not None
+
+
 def _small(index: ZipIndex, name: str) -> str | None:
     if name not in index.entries:
         return None
@@ -112,7 +134,7 @@ def read_torch_zip(path: Path, file: FileSource, *, keep_going: bool = False) ->
     loader = _StorageLoader(index, root, byteorder)
     loads = [run_pickle(index.read(data_pkl, MAX_PICKLE_BYTES), data_pkl, loader, keep_going=keep_going)]
     for name in index.entries:
-        if name.endswith((".pkl", ".debug_pkl")) and name != data_pkl:
+        if name != data_pkl and _holds_pickle(index, name, root):
             loads.append(run_pickle(index.read(name, MAX_PICKLE_BYTES), name,
                                     _StorageLoader(index, root, byteorder), keep_going=True))
     return ZipRead(loads[0].value, "torchscript" if is_script else "torch-zip", loads, index, root, info)

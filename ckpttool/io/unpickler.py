@@ -92,7 +92,11 @@ class SafeUnpickler:
         return bytes(self._take(end + 1)[:-1])
 
     def _u(self, fmt: str, n: int) -> int:
-        return struct.unpack(fmt, self._take(n))[0]
+        pos = self.pos
+        if pos + n > len(self.data) or (self.frame_end is not None and pos < self.frame_end < pos + n):
+            self._take(n)  # raises the precise error
+        self.pos = pos + n
+        return struct.unpack_from(fmt, self.data, pos)[0]
 
     # ----- stack helpers ------------------------------------------------------
     def _pop(self) -> Any:
@@ -159,18 +163,21 @@ class SafeUnpickler:
     # ----- main loop ------------------------------------------------------------
     def load(self) -> PickleResult:
         """Run the VM to STOP and return the value with what was learned on the way."""
-        dispatch = _DISPATCH
+        table = [None if h is None else h.__get__(self) for h in _TABLE]
+        data = self.data
+        size = len(data)
         while True:
-            if self.frame_end is not None and self.pos >= self.frame_end:
+            pos = self.pos
+            if self.frame_end is not None and pos >= self.frame_end:
                 self.frame_end = None
-            if self.pos >= len(self.data):
+            if pos >= size:
                 raise TruncatedFile("pickle data ends before its STOP opcode")
-            op = self.data[self.pos]
-            self.pos += 1
-            handler = dispatch.get(op)
+            op = data[pos]
+            self.pos = pos + 1
+            handler = table[op]
             if handler is None:
-                raise CorruptPickle(f"unknown pickle opcode 0x{op:02x} at byte {self.pos - 1}")
-            if handler(self):
+                raise CorruptPickle(f"unknown pickle opcode 0x{op:02x} at byte {pos}")
+            if handler():
                 break
         self.result.value = self._pop()
         self.result.end = self.pos
@@ -208,7 +215,9 @@ class SafeUnpickler:
         self.stack.append(self._top())
 
     def _push(self, value: Any) -> None:
-        self._spend()
+        self._budget -= 1
+        if self._budget < 0:
+            self._spend(0)
         self.stack.append(value)
 
     def op_none(self) -> None:
@@ -233,7 +242,7 @@ class SafeUnpickler:
         self._push(self._u("<i", 4))
 
     def op_binint1(self) -> None:
-        self._push(self._take(1)[0])
+        self._push(self._u("<B", 1))
 
     def op_binint2(self) -> None:
         self._push(self._u("<H", 2))
@@ -386,9 +395,9 @@ class SafeUnpickler:
     def _put(self, index: int) -> None:
         if index < 0:
             raise CorruptPickle("negative memo index")
-        if len(self.memo) > len(self.data):
-            raise ResourceLimit("memo larger than the pickle")
-        self.memo[index] = self._top()
+        if not self.stack:
+            raise CorruptPickle(f"stack underflow at byte {self.pos}")
+        self.memo[index] = self.stack[-1]  # at most one entry per opcode: bounded by the data size
 
     def _get(self, index: int) -> None:
         try:
@@ -400,7 +409,7 @@ class SafeUnpickler:
         self._put(_parse_int(self._line()))
 
     def op_binput(self) -> None:
-        self._put(self._take(1)[0])
+        self._put(self._u("<B", 1))
 
     def op_long_binput(self) -> None:
         self._put(self._u("<I", 4))
@@ -412,7 +421,7 @@ class SafeUnpickler:
         self._get(_parse_int(self._line()))
 
     def op_binget(self) -> None:
-        self._get(self._take(1)[0])
+        self._get(self._u("<B", 1))
 
     def op_long_binget(self) -> None:
         self._get(self._u("<I", 4))
@@ -459,6 +468,10 @@ class SafeUnpickler:
     def op_ext(self, size: int) -> None:
         code = self._u({1: "<B", 2: "<H", 4: "<i"}[size], size)
         self.result.anomalies.append(f"extension code {code} (copyreg registry) used")
+        # pickle resolves the code through copyreg's registry to any global: name that lookup
+        key = ("copyreg", "_inverted_registry")
+        self.result.globals[key] += 1
+        self.result.kinds[key] = "dangerous"
         self._push(Stub(f"copyreg.extension[{code}]", (), dangerous=True))
 
     def op_persid(self) -> None:
@@ -580,4 +593,6 @@ _OPS: dict[bytes, Callable[[SafeUnpickler], Any]] = {
     b"\x84": lambda self: self.op_ext(4),
     b"P": SafeUnpickler.op_persid, b"Q": SafeUnpickler.op_binpersid,
 }
-_DISPATCH: dict[int, Callable[[SafeUnpickler], Any]] = {k[0]: v for k, v in _OPS.items()}
+_TABLE: list[Callable[[SafeUnpickler], Any] | None] = [None] * 256
+for _code, _handler in _OPS.items():
+    _TABLE[_code[0]] = _handler

@@ -112,35 +112,39 @@ def read_zip_index(path: Path, file: FileSource | None = None) -> ZipIndex:
         count, dir_offset = _zip64_dir(file, eocd)
     if count > MAX_ENTRIES:
         raise ResourceLimit(f"zip archive declares {count} entries", path=path)
-    if dir_offset > file.size:
+    if dir_offset > eocd:
         raise TruncatedFile("zip central directory lies past the end of the file", path=path)
     index = ZipIndex(path=path, file=file, entries={})
-    pos = dir_offset
+    directory = file.read(dir_offset, min(file.size, eocd) - dir_offset) if dir_offset <= eocd else b""
+    pos = 0
     for _ in range(count):
-        head = file.read(pos, 46)
-        if head[:4] != _CENTRAL:
+        head = directory[pos:pos + 46]
+        if len(head) < 46 or head[:4] != _CENTRAL:
             raise UnreadableCheckpoint("zip central directory is corrupt", path=path)
         (method, csize, size, nlen, xlen, clen, local) = struct.unpack("<6xH8xIIHHH8xI", head[4:46])
-        name_bytes = file.read(pos + 46, nlen)
-        extra = file.read(pos + 46 + nlen, xlen)
+        name_bytes = directory[pos + 46:pos + 46 + nlen]
+        extra = directory[pos + 46 + nlen:pos + 46 + nlen + xlen]
         size, csize, local = _zip64_extra(extra, size, csize, local)
         name = name_bytes.decode("utf-8", "replace")
         pos += 46 + nlen + xlen + clen
         if name in index.entries:
             raise UnreadableCheckpoint(f"zip archive has two entries named {name!r}; "
                                        "readers disagree on which one counts", path=path)
-        index.entries[name] = _entry(file, index, name, method, csize, size, local)
+        index.entries[name] = _entry(file, index, name, name_bytes, method, csize, size, local)
     return index
 
 
-def _entry(file: FileSource, index: ZipIndex, name: str, method: int, csize: int, size: int,
-           local: int) -> ZipEntry:
-    head = file.read(local, 30)
+def _entry(file: FileSource, index: ZipIndex, name: str, name_bytes: bytes, method: int, csize: int,
+           size: int, local: int) -> ZipEntry:
+    if local + 30 > file.size:
+        raise TruncatedFile(f"zip member {name!r} lies past the end of the file", path=file.path)
+    head = file.read(local, min(30 + len(name_bytes), file.size - local))
     if head[:4] != _LOCAL:
         raise UnreadableCheckpoint(f"zip member {name!r} has no local header", path=file.path)
     nlen, xlen = struct.unpack("<HH", head[26:30])
-    local_name = file.read(local + 30, nlen).decode("utf-8", "replace")
-    if local_name != name:
+    local_name = head[30:30 + nlen] if nlen == len(name_bytes) else file.read(local + 30, nlen)
+    if local_name != name_bytes:
+        local_name = local_name.decode("utf-8", "replace")
         index.anomalies.append(f"zip member {name!r} is called {local_name!r} in its local header")
     data_offset = local + 30 + nlen + xlen
     stored = csize if method else size

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ckpttool.layouts import averaged, generic, lightning, mmengine, plain, timm, yolo
+from ckpttool.layouts import averaged, ema_packages, generic, lightning, mmengine, plain, stable_diffusion, timm, yolo
 from ckpttool.layouts.base import Layout, section
 from ckpttool.layouts.meta import collect_meta
 from ckpttool.model import SECTION_KINDS, Checkpoint
@@ -18,11 +18,13 @@ from ckpttool.modules import ScriptClassInfo, is_module, module_state_dict
 __all__ = ["recognise", "RECOGNISERS", "Layout"]
 
 RECOGNISERS: tuple[tuple[str, Callable[[Any], Layout | None]], ...] = (
+    ("stable-diffusion", stable_diffusion.recognise),
     ("lightning", lightning.recognise),
     ("mmengine", mmengine.recognise),
     ("timm", timm.recognise),
     ("yolo", yolo.recognise),
     ("averaged-model", averaged.recognise),
+    ("ema-pytorch", ema_packages.recognise),
     ("plain", plain.recognise),
     ("training-dict", generic.recognise),
 )

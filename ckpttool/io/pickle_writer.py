@@ -1,0 +1,313 @@
+"""The ``data.pkl`` of a torch archive, written as ``torch.save`` writes it, without importing torch.
+
+Protocol 2, tensors as ``torch._utils._rebuild_tensor_v2`` over a persistent id
+``('storage', torch.<Type>Storage, key, 'cpu', numel)`` (``_rebuild_tensor_v3`` over an
+``UntypedStorage`` for dtypes without a storage class, as torch does for float8 and uint16),
+parameters through ``_rebuild_parameter``, ``OrderedDict`` with its ``_metadata`` set by BUILD.
+Only what ``torch.load(weights_only=True)`` accepts is written; anything else is refused by path.
+
+The emitter is iterative (the trees come from untrusted files) and memoises dicts, lists and
+tensors by identity, so shared objects stay shared and cycles terminate.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ckpttool.dtypes import by_name
+from ckpttool.errors import OutputRefused, ResourceLimit
+from ckpttool.io.tensor_input import is_torch_tensor
+from ckpttool.model import GlobalRef, PickledDict, Storage, Stub, TensorRef
+from ckpttool.tree import MAX_NODES
+
+__all__ = ["PickleResult", "Expected", "pickle_tree"]
+
+Path_ = tuple[Any, ...]
+
+
+@dataclass
+class Expected:
+    """What the re-read tree must hold at ``path``: a container shape, a leaf, or a tensor."""
+
+    path: Path_
+    kind: str  # dict | list | tuple | leaf | tensor
+    value: Any = None
+    storage_key: str | None = None
+
+
+@dataclass
+class PickleResult:
+    """The pickle bytes, the storages it references (in key order) and what verification checks."""
+
+    data: bytes
+    storages: list[Storage]
+    expected: list[Expected] = field(default_factory=list)
+    tensors: int = 0
+
+
+def _long(value: int) -> bytes:
+    if value == 0:
+        return b"\x8a\x00"
+    n = (value.bit_length() >> 3) + 1
+    raw = value.to_bytes(n, "little", signed=True)
+    if value < 0 and n > 1 and raw[-1] == 0xFF and raw[-2] & 0x80:
+        raw = raw[:-1]
+    if len(raw) < 256:
+        return b"\x8a" + bytes([len(raw)]) + raw
+    return b"\x8b" + struct.pack("<i", len(raw)) + raw
+
+
+def _int(value: int) -> bytes:
+    if 0 <= value < 256:
+        return b"K" + bytes([value])
+    if 0 <= value < 65536:
+        return b"M" + struct.pack("<H", value)
+    if -(1 << 31) <= value < (1 << 31):
+        return b"J" + struct.pack("<i", value)
+    return _long(value)
+
+
+def _str(value: str) -> bytes:
+    raw = value.encode("utf-8", "surrogatepass")
+    return b"X" + struct.pack("<I", len(raw)) + raw
+
+
+class _Emitter:
+    def __init__(self, adapt: Callable[[Any], TensorRef]) -> None:
+        self.out = bytearray(b"\x80\x02")
+        self.adapt = adapt
+        self.memo = 0
+        self.memo_ids: dict[int, int] = {}
+        self.globals: dict[str, int] = {}
+        self.storage_keys: dict[int, str] = {}
+        self.storages: list[Storage] = []
+        self.expected: list[Expected] = []
+        self.tensors = 0
+        self.keep: list[Any] = []  # objects whose id() is memoised must outlive the dump
+
+    # -- memo -------------------------------------------------------------------------------
+    def put(self) -> int:
+        idx = self.memo
+        self.memo += 1
+        self.out += b"q" + bytes([idx]) if idx < 256 else b"r" + struct.pack("<I", idx)
+        return idx
+
+    def get(self, idx: int) -> None:
+        self.out += b"h" + bytes([idx]) if idx < 256 else b"j" + struct.pack("<I", idx)
+
+    def global_(self, module: str, name: str) -> None:
+        full = f"{module}\n{name}\n"
+        if full in self.globals:
+            self.get(self.globals[full])
+            return
+        self.out += b"c" + full.encode("ascii")
+        self.globals[full] = self.put()
+
+    def empty_ordered_dict(self) -> None:
+        self.global_("collections", "OrderedDict")
+        self.out += b")R"
+        self.put()
+
+    # -- tensors ----------------------------------------------------------------------------
+    def storage_pid(self, t: TensorRef, path: Path_) -> str:
+        st = t.storage
+        if st.source is None or st.location == "meta":
+            raise OutputRefused(f"tensor {_show(path)} has no data (a meta tensor)")
+        key = self.storage_keys.get(id(st))
+        if key is None:
+            key = str(len(self.storages))
+            self.storage_keys[id(st)] = key
+            self.storages.append(st)
+        d = by_name(st.dtype)
+        if d is None:
+            raise OutputRefused(f"tensor {_show(path)} has unknown dtype {st.dtype!r}")
+        self.out += b"(" + _str("storage")
+        if d.storage_class and st.dtype == t.dtype:
+            self.global_("torch", d.storage_class)
+            numel = st.nbytes // d.itemsize
+        else:
+            self.global_("torch.storage", "UntypedStorage")
+            numel = st.nbytes
+        self.out += _str(key) + _str("cpu") + _int(numel) + b"tQ"
+        return key
+
+    def tensor(self, t: TensorRef, path: Path_) -> str:
+        d = by_name(t.dtype)
+        st_d = by_name(t.storage.dtype)
+        if d is None or st_d is None:
+            raise OutputRefused(f"tensor {_show(path)} has unknown dtype {t.dtype!r}")
+        v3 = not (d.storage_class and t.dtype == t.storage.dtype)
+        if t.is_parameter:
+            self.global_("torch._utils", "_rebuild_parameter")
+        self.global_("torch._utils", "_rebuild_tensor_v3" if v3 else "_rebuild_tensor_v2")
+        self.out += b"("
+        key = self.storage_pid(t, path)
+        offset = t.storage_offset
+        if v3 and st_d.itemsize != d.itemsize:
+            raise OutputRefused(f"tensor {_show(path)} views a {t.storage.dtype} storage as {t.dtype}")
+        self.out += _int(offset)
+        for dims in (t.shape, t.stride):
+            self.tuple_of_ints(dims)
+        self.out += b"\x88" if t.requires_grad and not t.is_parameter else b"\x89"
+        self.empty_ordered_dict()
+        if v3:
+            self.global_("torch", t.dtype)
+        self.out += b"tR"
+        if t.is_parameter:
+            self.out += b"\x88" if t.requires_grad else b"\x89"
+            self.empty_ordered_dict()
+            self.out += b"\x87R"
+        self.tensors += 1
+        return key
+
+    def tuple_of_ints(self, values: tuple[int, ...]) -> None:
+        body = b"".join(_int(v) for v in values)
+        n = len(values)
+        self.out += b")" if n == 0 else body + b"\x85\x86\x87"[n - 1:n] if n <= 3 else b"(" + body + b"t"
+
+    # -- the walk ---------------------------------------------------------------------------
+    def dump(self, root: Any) -> None:
+        stack: list[tuple[bool, Any, Path_ | None]] = [(False, root, ())]
+        budget = MAX_NODES
+        while stack:
+            is_op, obj, path = stack.pop()
+            if is_op:
+                self.out += obj
+                continue
+            budget -= 1
+            if budget < 0:
+                raise ResourceLimit(f"the tree to write has more than {MAX_NODES} nodes")
+            self.value(obj, path, stack)
+
+    def value(self, obj: Any, path: Path_ | None, stack: list[tuple[bool, Any, Path_ | None]]) -> None:
+        if obj is None or isinstance(obj, bool | int | float | str | bytes | complex):
+            self.leaf(obj, path)
+            return
+        if id(obj) in self.memo_ids:  # only kept-alive dicts, lists and tensors are memoised
+            self.get(self.memo_ids[id(obj)])
+            return
+        if isinstance(obj, TensorRef) or is_torch_tensor(obj):
+            ref = obj if isinstance(obj, TensorRef) else self.adapt(obj)
+            key = self.tensor(ref, path or ())
+            self.memo_ids[id(obj)] = self.put()
+            self.keep.append(obj)
+            if path is not None:
+                self.expected.append(Expected(path, "tensor", ref, key))
+            return
+        if isinstance(obj, dict):
+            self.dict_(obj, path, stack)
+            return
+        if isinstance(obj, list):
+            self.out += b"]"
+            self.memo_ids[id(obj)] = self.put()
+            self.keep.append(obj)
+            if path is not None:
+                self.expected.append(Expected(path, "list", len(obj)))
+            if obj:
+                stack.append((True, b"e", None))
+                for i in range(len(obj) - 1, -1, -1):
+                    stack.append((False, obj[i], None if path is None else (*path, i)))
+                stack.append((True, b"(", None))
+            return
+        if isinstance(obj, tuple):  # torch.Size included
+            n = len(obj)
+            if path is not None:
+                self.expected.append(Expected(path, "tuple", n))
+            if n == 0:
+                self.out += b")"
+                return
+            stack.append((True, b"\x85\x86\x87"[n - 1:n] if n <= 3 else b"t", None))
+            for i in range(n - 1, -1, -1):
+                stack.append((False, obj[i], None if path is None else (*path, i)))
+            if n > 3:
+                stack.append((True, b"(", None))
+            return
+        if isinstance(obj, set | frozenset):
+            self.global_("builtins", "set" if isinstance(obj, set) else "frozenset")
+            stack.append((True, b"\x85R", None))
+            stack.append((False, list(obj), None))
+            return
+        self.special(obj, path)
+
+    def dict_(self, obj: dict[Any, Any], path: Path_ | None,
+              stack: list[tuple[bool, Any, Path_ | None]]) -> None:
+        attrs: dict[str, Any] = dict(obj.attrs) if isinstance(obj, PickledDict) else dict(getattr(obj, "__dict__", {}))
+        ordered = (obj.ordered if isinstance(obj, PickledDict) else isinstance(obj, OrderedDict)) or bool(attrs)
+        if ordered:
+            self.global_("collections", "OrderedDict")
+            self.out += b")R"
+        else:
+            self.out += b"}"
+        self.memo_ids[id(obj)] = self.put()
+        self.keep.append(obj)
+        if path is not None:
+            self.expected.append(Expected(path, "dict", list(obj)))
+        if attrs:
+            stack.append((True, b"b", None))
+            stack.append((False, attrs, None))
+        if obj:
+            stack.append((True, b"u", None))
+            for key, value in reversed(list(obj.items())):
+                stack.append((False, value, None if path is None else (*path, key)))
+                stack.append((False, key, None))
+            stack.append((True, b"(", None))
+
+    def leaf(self, obj: Any, path: Path_ | None) -> None:
+        if obj is None:
+            self.out += b"N"
+        elif obj is True or obj is False:
+            self.out += b"\x88" if obj else b"\x89"
+        elif isinstance(obj, int):
+            self.out += _int(int(obj))
+        elif isinstance(obj, float):
+            self.out += b"G" + struct.pack(">d", obj)
+        elif isinstance(obj, str):
+            self.out += _str(str(obj))
+        elif isinstance(obj, bytes):
+            self.global_("_codecs", "encode")
+            self.out += _str(obj.decode("latin1")) + _str("latin1") + b"\x86R"
+        else:  # complex
+            self.global_("builtins", "complex")
+            self.out += b"G" + struct.pack(">d", obj.real) + b"G" + struct.pack(">d", obj.imag) + b"\x86R"
+        if path is not None:
+            self.expected.append(Expected(path, "leaf", obj))
+
+    def special(self, obj: Any, path: Path_ | None) -> None:
+        mod = type(obj).__module__
+        if mod == "numpy" and hasattr(obj, "item") and getattr(obj, "ndim", 1) == 0:
+            self.leaf(obj.item(), path)
+            return
+        if mod == "torch" and type(obj).__name__ == "dtype":
+            self.global_("torch", str(obj).removeprefix("torch."))
+            return
+        if mod == "torch" and type(obj).__name__ == "device":
+            self.global_("torch", "device")
+            self.out += _str(str(obj)) + b"\x85R"
+            return
+        where = _show(path) if path is not None else "a dict key or attribute"
+        if isinstance(obj, Stub):
+            raise OutputRefused(f"{where} is a pickled {obj.qualname} object, which torch.load(weights_only=True) "
+                                "refuses", hint="convert modules to state_dicts first (convert --sanitize)")
+        if isinstance(obj, GlobalRef):
+            raise OutputRefused(f"{where} is a reference to {obj.fullname}, which weights_only loading refuses",
+                                hint="convert --sanitize drops or converts such values")
+        raise OutputRefused(f"{where} is a {type(obj).__qualname__}, which a torch checkpoint written for "
+                            "weights_only loading cannot hold", hint="pass plain data (dict, list, numbers, str)")
+
+
+def _show(path: Path_ | None) -> str:
+    if not path:
+        return "the root object"
+    return ".".join(str(p) for p in path)
+
+
+def pickle_tree(tree: Any, adapt: Callable[[Any], TensorRef]) -> PickleResult:
+    """Pickle ``tree`` as torch's ``data.pkl``; ``adapt`` turns torch tensors into ``TensorRef``s."""
+    em = _Emitter(adapt)
+    em.dump(tree)
+    em.out += b"."
+    return PickleResult(bytes(em.out), em.storages, em.expected, em.tensors)

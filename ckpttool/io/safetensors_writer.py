@@ -1,0 +1,74 @@
+"""safetensors written tensor by tensor: the header first, then each tensor's bytes in header order.
+
+Tensors are laid out widest element type first (a stable sort, so keys of one width keep their
+order) so that every tensor starts at an offset aligned to its element size, as the safetensors
+library itself arranges them. Strided views are written contiguous. Dtypes the format has no code
+for (complex32, quantized types) are refused with a message that says what to do instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from ckpttool.dtypes import by_name
+from ckpttool.errors import OutputRefused
+from ckpttool.io.tensor_input import TensorAdapter, is_torch_tensor
+from ckpttool.io.torch_writer import Written
+from ckpttool.io.zip_writer import Sink
+from ckpttool.model import TensorRef
+
+__all__ = ["write_safetensors", "safetensors_layout"]
+
+
+def safetensors_layout(tensors: Mapping[str, Any]) -> dict[str, TensorRef]:
+    """The tensors as ``TensorRef``s in file order, refusing what safetensors cannot hold."""
+    adapt = TensorAdapter()
+    refs: dict[str, TensorRef] = {}
+    for key, value in tensors.items():
+        if not isinstance(key, str):
+            raise OutputRefused(f"safetensors keys must be strings, not {key!r}")
+        if is_torch_tensor(value):
+            value = adapt(value)
+        if not isinstance(value, TensorRef):
+            raise OutputRefused(f"{key!r} is a {type(value).__name__}: safetensors holds only tensors",
+                                hint="put other values in the metadata, or write a torch file")
+        d = by_name(value.dtype)
+        if d is None or d.safetensors is None:
+            raise OutputRefused(f"tensor {key!r} is {value.dtype}, which safetensors has no type for",
+                                hint="convert it with --dtype, or write a torch (.pt) file instead")
+        if value.numel and (value.storage.source is None or value.storage.location == "meta"):
+            raise OutputRefused(f"tensor {key!r} has no data (a meta tensor)")
+        refs[key] = value
+    order = sorted(refs, key=lambda k: -refs[k].itemsize)
+    return {k: refs[k] for k in order}
+
+
+def write_safetensors(tensors: Mapping[str, Any], sink: Sink, metadata: dict[str, str] | None) -> Written:
+    """Write the flat ``tensors`` mapping and ``metadata`` to ``sink`` as one safetensors file."""
+    refs = safetensors_layout(tensors)
+    header: dict[str, Any] = {}
+    if metadata:
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+            raise OutputRefused("safetensors metadata must map strings to strings")
+        header["__metadata__"] = dict(metadata)
+    pos = 0
+    for key, ref in refs.items():
+        code = by_name(ref.dtype).safetensors  # type: ignore[union-attr] - checked in the layout
+        header[key] = {"dtype": code, "shape": list(ref.shape), "data_offsets": [pos, pos + ref.nbytes]}
+        pos += ref.nbytes
+    raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    raw += b" " * (-(len(raw)) % 8)
+    sink.write(len(raw).to_bytes(8, "little") + raw)
+    digests: dict[str, str] = {}
+    shapes: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for key, ref in refs.items():
+        h = hashlib.sha256()
+        for piece in ref.chunks():
+            h.update(piece)
+            sink.write(piece)
+        digests[key] = h.hexdigest()
+        shapes[key] = (ref.dtype, ref.shape)
+    return Written(tensors=len(refs), digests=digests, metadata=dict(metadata or {}), dtypes=shapes)

@@ -1,0 +1,148 @@
+"""Pairing keys and comparing them, section by section."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ckpttool.model import Checkpoint, TensorRef
+from ckpttool.ops.diff.align import Alignment, align_keys
+from ckpttool.ops.diff.group import group_entries
+from ckpttool.ops.diff.meta import compare_plain
+from ckpttool.ops.diff.result import DiffResult, SectionDiff, TensorDiff
+from ckpttool.ops.diff.rules import FailRule, evaluate
+from ckpttool.ops.diff.sections import SideView, kind_of, section_names, view_of
+from ckpttool.ops.diff.values import compare_values
+
+__all__ = ["DiffOptions", "ProgressSink", "diff_checkpoints"]
+
+
+class ProgressSink(Protocol):
+    """Where ``diff`` reports how many tensor bytes it will read, then reads."""
+
+    def start(self, total: int) -> None: ...
+
+    def advance(self, n: int) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DiffOptions:
+    """What to compare and what counts as equal.
+
+    Attributes:
+        section: ``model``, ``ema``, ``optimizer``, ``scheduler``, ``scaler``, ``meta`` or ``all``.
+        rtol, atol: ``torch.isclose`` tolerances deciding "equal within tolerance".
+        alignment: key renames applied before pairing (model-like sections only).
+        ignore_dtype: a dtype change alone (values within tolerance) does not make the files differ.
+        fail_on: CI rules; when given they alone decide failure.
+        group_depth: roll entries up by module prefix of this depth.
+    """
+
+    section: str = "model"
+    rtol: float = 1e-5
+    atol: float = 1e-8
+    alignment: Alignment = field(default_factory=Alignment)
+    ignore_dtype: bool = False
+    fail_on: tuple[FailRule, ...] = ()
+    group_depth: int | None = None
+
+
+@dataclass(slots=True)
+class _Pair:
+    key: str
+    key_a: str | None
+    key_b: str | None
+
+
+def _pairs(va: SideView, vb: SideView, alignment: Alignment) -> tuple[list[_Pair], int]:
+    """Aligned names in A's order then B's leftovers, and how many keys alignment renamed."""
+    if va.aligns or vb.aligns:
+        map_a = align_keys(list(va.tensors), alignment, side="a")
+        map_b = align_keys(list(vb.tensors), alignment, side="b")
+    else:
+        map_a, map_b = {k: k for k in va.tensors}, {k: k for k in vb.tensors}
+    renamed = sum(new != old for new, old in map_a.items()) + sum(new != old for new, old in map_b.items())
+    pairs = [_Pair(new, old, map_b.get(new)) for new, old in map_a.items()]
+    pairs += [_Pair(new, None, old) for new, old in map_b.items() if new not in map_a]
+    return pairs, renamed
+
+
+def _compare(pair: _Pair, ta: TensorRef | None, tb: TensorRef | None, kind: str, options: DiffOptions,
+             progress: ProgressSink | None) -> TensorDiff:
+    key_a = pair.key_a if pair.key_a != pair.key else None
+    if tb is None or ta is None:
+        t = ta if ta is not None else tb
+        assert t is not None
+        status = "only_a" if tb is None else "only_b"
+        return TensorDiff(pair.key, status, kind, dtype_a=ta.dtype if ta else None, dtype_b=tb.dtype if tb else None,
+                          shape_a=ta.shape if ta else None, shape_b=tb.shape if tb else None, key_a=key_a)
+    entry = TensorDiff(pair.key, "shape", kind, ta.dtype, tb.dtype, ta.shape, tb.shape, key_a=key_a)
+    if ta.shape != tb.shape:
+        return entry
+    identical, stats = compare_values(ta, tb, options.rtol, options.atol,
+                                      progress.advance if progress is not None else None)
+    entry.stats = stats
+    entry.status = "identical" if identical else "close" if stats.within_tolerance else "changed"
+    return entry
+
+
+@dataclass(slots=True)
+class _Planned:
+    result: SectionDiff
+    a: SideView
+    b: SideView
+    work: list[tuple[_Pair, TensorRef | None, TensorRef | None]]
+
+
+def _plan_section(a: Checkpoint, b: Checkpoint, name: str, options: DiffOptions, required: bool) -> _Planned:
+    """Pair the section's keys and compare its non-tensor content; tensor values come later."""
+    va, vb = view_of(a, name, required=required), view_of(b, name, required=required)
+    result = SectionDiff(name, va.source, vb.source,
+                         missing="a" if not va.present else "b" if not vb.present else None)
+    pairs, result.renamed = _pairs(va, vb, options.alignment)
+    skip = frozenset(va.tensors) | frozenset(vb.tensors)
+    if va.present and vb.present:  # a missing section is reported as such, not as a root-level change
+        result.meta_changed = compare_plain(va.plain, vb.plain, skip)
+    work = [(p, va.tensors.get(p.key_a) if p.key_a else None, vb.tensors.get(p.key_b) if p.key_b else None)
+            for p in pairs]
+    result.kinds_known = any(v.state_dict is not None and v.state_dict.parameters is not None for v in (va, vb))
+    return _Planned(result, va, vb, work)
+
+
+def diff_checkpoints(a: Checkpoint, b: Checkpoint, options: DiffOptions | None = None,
+                     progress: ProgressSink | None = None) -> DiffResult:
+    """Compare checkpoint ``b`` against ``a``.
+
+    Args:
+        a, b: opened checkpoints (``ckpttool.open``).
+        options: what to compare and how; defaults compare the model sections with torch's tolerances.
+        progress: told the bytes to read, then each chunk read (the CLI draws a bar from it).
+
+    Returns:
+        A ``DiffResult``; ``result.equal`` and ``result.failed`` decide the exit status.
+
+    Raises:
+        SectionNotFound: the requested section is missing from either file.
+        RemapConflict: alignment sends two keys of one side to the same name.
+    """
+    options = options or DiffOptions()
+    names = section_names(a, b, options.section)
+    required = options.section != "all"
+    planned = [_plan_section(a, b, name, options, required) for name in names]
+    if progress is not None:
+        progress.start(sum(ta.nbytes for p in planned for _, ta, tb in p.work
+                           if ta is not None and tb is not None and ta.shape == tb.shape))
+    sections: list[SectionDiff] = []
+    for p in planned:
+        for pair, ta, tb in p.work:
+            kind, _ = kind_of(pair.key_a, pair.key_b, p.a, p.b)
+            p.result.entries.append(_compare(pair, ta, tb, kind, options, progress))
+        sections.append(p.result)
+    out = DiffResult(a=str(a.path), b=str(b.path), section=options.section, sections=sections,
+                     rtol=options.rtol, atol=options.atol, ignore_dtype=options.ignore_dtype)
+    flat = [(s.name, e) for s in sections for e in s.entries]
+    if options.fail_on:
+        out.rules = evaluate(options.fail_on, flat)
+    if options.group_depth is not None:
+        out.groups, out.group_depth = group_entries(flat, options.group_depth), options.group_depth
+    return out

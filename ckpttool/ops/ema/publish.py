@@ -1,0 +1,140 @@
+"""``--into-checkpoint``: a copy of the training checkpoint whose model weights are the EMA.
+
+This is the "publish" step frameworks do by hand (YOLOv5 ``strip_optimizer`` sets ``model = ema``;
+Lightning and mmengine already swap the EMA into ``state_dict`` and keep the raw weights aside).
+The weights go where the framework loads them from, and the raw copies that would swap them back
+on load (``current_model_state``, mmengine's ``ema_state_dict``) are dropped. Foreign objects the
+writer cannot pickle become plain data: pickled modules their state_dict, other objects their
+attribute dict; each such change is reported.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from ckpttool.errors import UsageError
+from ckpttool.model import Checkpoint, GlobalRef, Stub, TensorRef
+from ckpttool.modules import is_module, module_state_dict
+from ckpttool.tree import MAX_DEPTH, MAX_NODES, join
+
+__all__ = ["publish_tree"]
+
+# layout -> (key the framework loads weights from, keys that would swap the raw weights back in)
+_TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "lightning": ("state_dict", ("current_model_state", "averaging_state")),
+    "mmengine": ("state_dict", ("ema_state_dict",)),
+    "stable-diffusion": ("state_dict", ()),
+    "yolov5": ("model", ()),
+    "ultralytics": ("model", ()),
+}
+
+
+def _target(ckpt: Checkpoint) -> tuple[str, tuple[str, ...]]:
+    if ckpt.layout in _TARGETS:
+        return _TARGETS[ckpt.layout]
+    model = ckpt.sections.get("model")
+    if model is None or not model.source or "." in model.source or model.source.endswith("*"):
+        raise UsageError(f"--into-checkpoint needs a training checkpoint with its model weights under a "
+                         f"top-level key; this {ckpt.layout} file has none",
+                         hint="write the EMA as a plain state_dict instead (drop --into-checkpoint)")
+    return model.source, ()
+
+
+def publish_tree(ckpt: Checkpoint, weights: dict[str, Any], *, strip_optimizer: bool
+                 ) -> tuple[dict[str, Any], list[str]]:
+    """The training dict with ``weights`` as its model weights; returns (tree, notes on what changed)."""
+    if not isinstance(ckpt.tree, dict):
+        raise UsageError("--into-checkpoint needs a training checkpoint (a dict at the top level)")
+    key, drop = _target(ckpt)
+    tree = {k: v for k, v in ckpt.tree.items() if k not in drop}
+    notes = [f"{key!r} replaced by the EMA weights"] + [f"{k!r} dropped (it would restore the raw weights)"
+                                                        for k in drop if k in ckpt.tree]
+    tree[key] = OrderedDict(weights)
+    optimizer = ckpt.sections.get("optimizer")
+    if strip_optimizer and optimizer is not None:
+        top = optimizer.source.split(".", 1)[0]
+        tree.pop(top, None)
+        notes.append(f"{top!r} dropped (--strip-optimizer)")
+    plain, changed = plain_copy(tree)
+    notes += changed
+    return plain, notes
+
+
+def plain_copy(root: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A copy of ``root`` the writer accepts: containers and data kept, Stubs turned into plain data.
+
+    Iterative with an identity memo and a node budget (the tree comes from an untrusted file).
+    """
+    notes: list[str] = []
+    memo: dict[int, Any] = {}
+    out: dict[str, Any] = {}
+    stack: list[tuple[Any, Any, Any, str, int]] = [(out, k, v, join("", k), 1) for k, v in root.items()]
+    budget = MAX_NODES
+    while stack:
+        parent, key, value, path, depth = stack.pop()
+        budget -= 1
+        if budget < 0 or depth > MAX_DEPTH:
+            raise UsageError("the checkpoint's object tree is too large or deep to copy")
+        if isinstance(value, Stub):
+            value = _unstub(value, path, notes)
+        if isinstance(value, dict | list | tuple) and id(value) in memo:
+            _put(parent, key, memo[id(value)])
+            continue
+        if isinstance(value, dict):
+            copy: Any = OrderedDict() if isinstance(value, OrderedDict) or getattr(value, "ordered", False) else {}
+            memo[id(value)] = copy
+            stack += [(copy, k, v, join(path, k), depth + 1) for k, v in reversed(list(value.items()))]
+        elif isinstance(value, list | tuple):
+            copy = [None] * len(value)
+            memo[id(value)] = copy
+            stack += [(copy, i, v, join(path, i), depth + 1) for i, v in enumerate(value)]
+            if isinstance(value, tuple):
+                copy = _TupleMark(copy)
+        else:
+            copy = value.fullname if isinstance(value, GlobalRef) else value
+        _put(parent, key, copy)
+    return _untuple(out), notes
+
+
+class _TupleMark(list):  # type: ignore[type-arg]
+    """A list that becomes a tuple once its items are filled in."""
+
+
+def _put(parent: Any, key: Any, value: Any) -> None:
+    parent[key] = value
+
+
+def _unstub(stub: Stub, path: str, notes: list[str]) -> Any:
+    if is_module(stub):
+        notes.append(f"{path}: pickled module {stub.qualname} written as its state_dict")
+        return OrderedDict(module_state_dict(stub).tensors)
+    notes.append(f"{path}: {stub.qualname} object written as a plain dict of its attributes")
+    return dict(stub.attributes) if stub.attributes else {"args": list(stub.args)}
+
+
+def _untuple(root: Any) -> Any:
+    """Turn the ``_TupleMark`` placeholders into tuples (bottom-up, iteratively)."""
+    order: list[tuple[Any, Any, Any]] = []
+    stack: list[Any] = [root]
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for k, v in items:
+            if isinstance(v, dict | list):
+                order.append((node, k, v))
+                stack.append(v)
+    converted: dict[int, tuple[Any, ...]] = {}
+    for parent, k, v in reversed(order):
+        if isinstance(v, _TupleMark):
+            converted.setdefault(id(v), tuple(v))
+            parent[k] = converted[id(v)]
+    return root
+
+
+def _is_tensor(value: Any) -> bool:
+    return isinstance(value, TensorRef)

@@ -1,0 +1,180 @@
+"""Carry a PyTorch optimizer state along a remap.
+
+``optimizer.state_dict()`` names parameters by position: ``param_groups[*]['params']`` hold ids
+numbered in group order, and ``state`` is keyed by those ids. Which id is which model key is not
+stored, so it is inferred: the model's parameters in ``parameters()`` order, split into the groups
+by the usual recipes (one group; contiguous blocks; YOLOv5 bias / weight / norm-weight groups; timm
+decay / no-decay groups). A recipe counts only when the group sizes fit and every state tensor has
+its parameter's shape; when no recipe, or two different ones, fit, the optimizer is left as it was
+with a finding. Dropped parameters then drop their state; the rest are renumbered in the new
+model's parameter order, group by group, as ``state_dict()`` of the new model's optimizer would.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ckpttool.model import Finding, StateDict, TensorRef
+
+__all__ = ["OptimizerRemap", "parameter_keys", "remap_optimizer", "infer_ids"]
+
+_BUFFER_LEAVES = ("running_mean", "running_var", "num_batches_tracked")
+
+
+@dataclass
+class OptimizerRemap:
+    """The rewritten optimizer dict (None when left unchanged) and what happened."""
+
+    value: dict[str, Any] | None
+    findings: list[Finding] = field(default_factory=list)
+    moved: int = 0
+    dropped: int = 0
+    recipe: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"remapped": self.value is not None, "recipe": self.recipe, "states_kept": self.moved,
+                "states_dropped": self.dropped}
+
+
+def parameter_keys(sd: StateDict) -> tuple[list[str], bool]:
+    """The model's parameter keys in ``parameters()`` order, tied tensors once; and whether it was a guess."""
+    guessed = sd.parameters is None
+    seen: set[tuple[int, int, tuple[int, ...], tuple[int, ...]]] = set()
+    out: list[str] = []
+    for key, t in sd.items():
+        if guessed and key.rpartition(".")[2] in _BUFFER_LEAVES:
+            continue
+        if not guessed and key not in sd.parameters:  # type: ignore[operator]
+            continue
+        ident = (id(t.storage), t.storage_offset, t.shape, t.stride)
+        if ident in seen:  # a tied weight: parameters() yields it once
+            continue
+        seen.add(ident)
+        out.append(key)
+    return out, guessed
+
+
+def _yolov5_class(key: str, keys: set[str], shapes: Mapping[str, tuple[int, ...]]) -> str:
+    module, _, leaf = key.rpartition(".")
+    if leaf == "bias":
+        return "bias"
+    if leaf == "weight" and f"{module}.running_mean" in keys:
+        return "norm-weight"
+    return "weight"
+
+
+def _timm_class(key: str, keys: set[str], shapes: Mapping[str, tuple[int, ...]]) -> str:
+    return "no-decay" if len(shapes[key]) <= 1 or key.endswith(".bias") else "decay"
+
+
+_CLASSIFIERS: tuple[tuple[str, Callable[[str, set[str], Mapping[str, tuple[int, ...]]], str]], ...] = (
+    ("yolov5 groups", _yolov5_class), ("timm decay groups", _timm_class))
+
+
+def _candidates(params: list[str], sizes: list[int], all_keys: set[str],
+                shapes: Mapping[str, tuple[int, ...]]) -> list[tuple[str, list[str]]]:
+    """(recipe, keys in flattened-id order) for every recipe whose group sizes fit."""
+    out: list[tuple[str, list[str]]] = []
+    blocks, start = [], 0
+    for n in sizes:
+        blocks += params[start:start + n]
+        start += n
+    out.append(("parameters() order" if len(sizes) == 1 else "contiguous groups", blocks))
+    if len(sizes) == 1:
+        return out
+    for name, classify in _CLASSIFIERS:
+        classes: dict[str, list[str]] = {}
+        for key in params:
+            classes.setdefault(classify(key, all_keys, shapes), []).append(key)
+        full = [i for i, n in enumerate(sizes) if n]
+        if len(full) != len(classes):
+            continue
+        for labels in itertools.permutations(classes):
+            if all(len(classes[lab]) == sizes[g] for g, lab in zip(full, labels)):
+                order = dict(zip(full, labels))
+                out.append((name, [k for g in range(len(sizes)) if g in order for k in classes[order[g]]]))
+    return out
+
+
+def _fits(ids: list[Any], keys: list[str], state: Mapping[Any, Any], shapes: Mapping[str, tuple[int, ...]]) -> bool:
+    """Every non-scalar state tensor has the shape of the parameter its id is assigned to."""
+    for pid, key in zip(ids, keys):
+        entry = state.get(pid)
+        if not isinstance(entry, dict):
+            continue
+        for value in entry.values():
+            if isinstance(value, TensorRef) and value.numel > 1 and tuple(value.shape) != tuple(shapes[key]):
+                return False
+    return True
+
+
+def infer_ids(opt: Mapping[str, Any], sd: StateDict) -> tuple[dict[Any, str] | None, str, list[Finding]]:
+    """Which model key each optimizer id stands for; (None, reason, findings) when that is not certain."""
+    groups, state = opt.get("param_groups"), opt.get("state")
+    if not isinstance(groups, list) or not isinstance(state, dict) or not all(
+            isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups):
+        return None, "not a torch optimizer state_dict (state + param_groups)", []
+    sizes = [len(g["params"]) for g in groups]
+    ids = [pid for g in groups for pid in g["params"]]
+    named = [n for g in groups for n in g.get("param_names") or ()]
+    if len(named) == len(ids) and len(set(ids)) == len(ids) and all(n in sd for n in named):
+        return dict(zip(ids, named)), "param_names", []
+    params, guessed = parameter_keys(sd)
+    findings = []
+    if guessed:
+        findings.append(Finding("remap.optimizer-guess", "info",
+                                "the model's parameters were told apart from its buffers by name (running_*, "
+                                "num_batches_tracked are buffers); the optimizer state was checked against them",
+                                where="optimizer"))
+    if len(ids) != len(params) or len(set(ids)) != len(ids):
+        return None, f"it holds {len(ids)} parameter ids and the model has {len(params)} parameters", findings
+    shapes = {k: tuple(sd[k].shape) for k in params}
+    fitting: dict[tuple[str, ...], str] = {}
+    for recipe, keys in _candidates(params, sizes, set(sd), shapes):
+        if _fits(ids, keys, state, shapes):
+            fitting.setdefault(tuple(keys), recipe)
+    if len(fitting) != 1:
+        why = ("no grouping recipe fits its group sizes and state shapes" if not fitting else
+               f"{len(fitting)} groupings fit equally ({', '.join(fitting.values())})")
+        return None, why, findings
+    keys, recipe = next(iter(fitting.items()))
+    return dict(zip(ids, keys)), recipe, findings
+
+
+def remap_optimizer(opt: Mapping[str, Any], sd: StateDict, forward: Mapping[str, str],
+                    new_order: Sequence[str] | None, where: str = "optimizer") -> OptimizerRemap:
+    """The optimizer dict with state moved to the new parameter positions (see module docstring).
+
+    ``forward`` maps old key -> new key for kept keys; ``new_order`` is the new model's key order
+    (None: the remapped keys keep the old order).
+    """
+    id_to_key, recipe, findings = infer_ids(opt, sd)
+    if id_to_key is None:
+        findings.append(Finding("remap.optimizer-unmapped", "warn",
+                                f"optimizer state left as it was: {recipe}", where=where,
+                                hint="use --drop-optimizer to leave it out of the output"))
+        return OptimizerRemap(None, findings)
+    rank = {k: i for i, k in enumerate(new_order or [forward[k] for k in sd if k in forward])}
+    state, new_state, new_groups = opt["state"], {}, []
+    next_id, moved, dropped = 0, 0, 0
+    for group in opt["param_groups"]:
+        kept = [(forward[id_to_key[pid]], pid) for pid in group["params"] if id_to_key[pid] in forward]
+        dropped += sum(1 for pid in group["params"] if id_to_key[pid] not in forward and pid in state)
+        kept.sort(key=lambda item: rank.get(item[0], len(rank)))
+        params = []
+        for _, pid in kept:
+            if pid in state:
+                new_state[next_id] = state[pid]
+                moved += 1
+            params.append(next_id)
+            next_id += 1
+        new_group = {**group, "params": params}
+        if isinstance(group.get("param_names"), list):
+            new_group["param_names"] = [name for name, _ in kept]
+        new_groups.append(new_group)
+    out = {k: v for k, v in opt.items()}
+    out["state"], out["param_groups"] = new_state, new_groups
+    return OptimizerRemap(out, findings, moved, dropped, recipe)
