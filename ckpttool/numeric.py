@@ -50,11 +50,13 @@ def to_float32(data: bytes | memoryview | np.ndarray, dtype: str) -> np.ndarray:
     raise UnsupportedFormat(f"{dtype} does not widen exactly to float32")
 
 
-def widen(data: bytes | memoryview | np.ndarray, dtype: str) -> np.ndarray:
+def widen(data: bytes | memoryview | np.ndarray, dtype: str, out: np.ndarray | None = None) -> np.ndarray:
     """Raw little-endian elements of ``dtype`` as a flat float64 (complex128 for complex) array.
 
     Exact for every floating type up to float64, bool and integers below 2**53; int64/uint64
-    beyond that round to the nearest float64, which the statistics tolerate.
+    beyond that round to the nearest float64, which the statistics tolerate. ``out``, a flat
+    buffer at least as long (float64, or complex128 for complex types), is filled and a view of it
+    returned: reusing buffers spares the page faults of fresh multi-MB arrays on every chunk.
     """
     import numpy as np
 
@@ -63,12 +65,17 @@ def widen(data: bytes | memoryview | np.ndarray, dtype: str) -> np.ndarray:
         raise UnsupportedFormat(f"unknown dtype {dtype!r}")
     raw = _raw_array(data, dtype)
     if dtype in _ML_DTYPES:
-        return to_float32(raw, dtype).astype(np.float64)
-    if dtype == "complex32":  # pairs of float16 (real, imag)
-        return raw.view("<f2").astype(np.float32).view(np.complex64).astype(np.complex128)
-    if d.kind == "c":
-        return raw.astype(np.complex128)
-    return raw.astype(np.float64)
+        import ml_dtypes
+
+        raw = raw.view(getattr(ml_dtypes, dtype))
+    elif dtype == "complex32":  # pairs of float16 (real, imag)
+        raw = raw.view("<f2").astype(np.float32).view(np.complex64)
+    wide = np.complex128 if d.kind == "c" else np.float64
+    if out is None or out.dtype != wide or out.size < raw.size:
+        return raw.astype(wide)
+    view = out[:raw.size]
+    view[...] = raw
+    return view
 
 
 def fixed_chunks(pieces: Iterable[bytes], size: int) -> Iterator[bytes]:
@@ -135,6 +142,15 @@ class DiffStats:
         return out
 
 
+def _dot(x: np.ndarray, y: np.ndarray) -> float:
+    """Re(x·conj-free y) through BLAS (``@`` is several times faster than ``vdot`` for reals)."""
+    import numpy as np
+
+    if x.dtype.kind == "c":
+        return float(np.vdot(x, y).real)
+    return float(x @ y)
+
+
 class DiffAccumulator:
     """Folds aligned chunk pairs of two tensors into ``DiffStats`` (float64 accumulation)."""
 
@@ -144,6 +160,14 @@ class DiffAccumulator:
         self.nan_a = self.nan_b = self.inf_a = self.inf_b = 0
         self.max_abs = 0.0
         self.sum_abs = self.sum_d2 = self.sum_a2 = self.sum_b2 = self.dot_ab = 0.0
+        self._work: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _buffers(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        import numpy as np
+
+        if self._work is None or self._work[0].size < n:
+            self._work = (np.empty(n), np.empty(n))
+        return self._work[0][:n], self._work[1][:n]
 
     def add(self, a: np.ndarray, b: np.ndarray) -> None:
         """One pair of flat float64 (or complex128) chunks of equal length."""
@@ -152,21 +176,30 @@ class DiffAccumulator:
         self.numel += a.size
         if a.size == 0:
             return
-        fin_a, fin_b = np.isfinite(a), np.isfinite(b)
-        if not (fin_a.all() and fin_b.all()):
-            a, b = self._split_nonfinite(a, b, fin_a, fin_b)
+        sum_a2, sum_b2 = _dot(a, a), _dot(b, b)
+        if not (math.isfinite(sum_a2) and math.isfinite(sum_b2)):  # a NaN/Inf somewhere (or overflow)
+            a, b = self._split_nonfinite(a, b, np.isfinite(a), np.isfinite(b))
+            sum_a2, sum_b2 = _dot(a, a), _dot(b, b)
+            if a.size == 0:
+                return
         # torch.isclose (equal_nan=False) on the finite pairs: |a-b| <= atol + rtol*|b|.
-        d = np.abs(a - b)
-        close = np.count_nonzero(d <= self.atol + self.rtol * np.abs(b))
-        self.mismatched += int(a.size - close)
+        d, tol = self._buffers(a.size)
+        if a.dtype.kind == "c":
+            np.abs(a - b, out=d)
+        else:
+            np.subtract(a, b, out=d)
+            np.abs(d, out=d)
+        np.abs(b, out=tol)
+        tol *= self.rtol
+        tol += self.atol
+        self.mismatched += int(a.size - np.count_nonzero(d <= tol))
         self.finite += a.size
-        if a.size:
-            self.max_abs = max(self.max_abs, float(d.max()))
-            self.sum_abs += float(d.sum())
-            self.sum_d2 += float(np.vdot(d, d).real)
-            self.sum_a2 += float(np.vdot(a, a).real)
-            self.sum_b2 += float(np.vdot(b, b).real)
-            self.dot_ab += float(np.vdot(a, b).real)
+        self.max_abs = max(self.max_abs, float(d.max()))
+        self.sum_abs += float(d.sum())
+        self.sum_d2 += _dot(d, d)
+        self.sum_a2 += sum_a2
+        self.sum_b2 += sum_b2
+        self.dot_ab += _dot(a, b)
 
     def _split_nonfinite(self, a: np.ndarray, b: np.ndarray, fin_a: np.ndarray, fin_b: np.ndarray
                          ) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ FILES = MANIFEST["files"]
 # Files in fixtures/ that are not fixtures.
 NON_FIXTURE_FILES = {
     "__init__.py", "make_fixtures.py", "reference_models.py", "MANIFEST.json", "README.md",
-    "requirements-fixtures.txt",
+    "requirements-fixtures.txt", "make_gpu_fixtures.py", "model1_to_model2.toml",
 }
 MAX_FILE_BYTES = 1 << 20
 MAX_TOTAL_BYTES = 8 << 20
@@ -61,7 +61,7 @@ def test_no_undeclared_fixture_files():
         p.name for p in FIXTURES.iterdir()
         if p.is_file() and not p.name.startswith(".") and p.name not in NON_FIXTURE_FILES
     }
-    assert not {p.name for p in FIXTURES.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert not {p.name for p in FIXTURES.iterdir() if p.is_dir() and p.name not in ("__pycache__", "gpu")}
     assert present - set(FILES) == set(), "fixture files missing from MANIFEST.json"
 
 
@@ -139,3 +139,23 @@ def test_dtypes_zoo_views():
     assert z["scalar0d"].dim() == 0 and z["empty"].numel() == 0
     for name in ("float8_e4m3fn", "float8_e5m2", "bfloat16", "uint16", "complex64", "bool"):
         assert z[name].dtype == getattr(torch, name)
+
+
+# ---- fixtures/gpu: made once on a CUDA machine by make_gpu_fixtures.py ---------------------------
+
+GPU = FIXTURES / "gpu"
+GPU_MANIFEST = json.loads((GPU / "MANIFEST.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(GPU_MANIFEST["files"]))
+def test_gpu_fixture_matches_its_manifest(name):
+    entry = GPU_MANIFEST["files"][name]
+    path = GPU / name
+    assert path.is_file() and path.stat().st_size == entry["bytes"], name
+    assert _sha256(path) == entry["sha256"], name
+
+
+def test_no_undeclared_gpu_fixture_files():
+    present = {str(p.relative_to(GPU)) for p in GPU.rglob("*") if p.is_file()}
+    assert present - {"MANIFEST.json", "GENERATION.log"} == set(GPU_MANIFEST["files"])
+    assert sum(e["bytes"] for e in GPU_MANIFEST["files"].values()) <= 4 << 20

@@ -52,6 +52,12 @@ def _check_path(path: Path) -> int:
 
 def read_tree(path: Path, *, keep_going: bool = False) -> TreeRead:
     """Read ``path`` into an object tree. ``keep_going`` keeps partial results of bad pickles."""
+    # Multi-file checkpoints (shard indexes, DCP and HF Trainer folders): see io/folders.py.
+    from ckpttool.io.folders import read_folder
+
+    folder = read_folder(path)
+    if folder is not None:
+        return folder
     size = _check_path(path)
     file = FileSource(path, size)
     fmt = sniff(file.read(0, min(size, 512)), size)

@@ -24,9 +24,10 @@ from ckpttool.io.tensor_input import is_torch_tensor
 from ckpttool.model import GlobalRef, PickledDict, Storage, Stub, TensorRef
 from ckpttool.tree import MAX_NODES
 
-__all__ = ["PickleResult", "Expected", "pickle_tree"]
+__all__ = ["PickleResult", "Expected", "pickle_tree", "Transform"]
 
 Path_ = tuple[Any, ...]
+Transform = Callable[[Any, "Path_ | None"], Any]
 
 
 @dataclass
@@ -77,9 +78,10 @@ def _str(value: str) -> bytes:
 
 
 class _Emitter:
-    def __init__(self, adapt: Callable[[Any], TensorRef]) -> None:
+    def __init__(self, adapt: Callable[[Any], TensorRef], transform: Transform | None = None) -> None:
         self.out = bytearray(b"\x80\x02")
         self.adapt = adapt
+        self.transform = transform
         self.memo = 0
         self.memo_ids: dict[int, int] = {}
         self.globals: dict[str, int] = {}
@@ -184,6 +186,8 @@ class _Emitter:
             self.value(obj, path, stack)
 
     def value(self, obj: Any, path: Path_ | None, stack: list[tuple[bool, Any, Path_ | None]]) -> None:
+        if self.transform is not None:
+            obj = self.transform(obj, path)
         if obj is None or isinstance(obj, bool | int | float | str | bytes | complex):
             self.leaf(obj, path)
             return
@@ -273,7 +277,7 @@ class _Emitter:
         else:  # complex
             self.global_("builtins", "complex")
             self.out += b"G" + struct.pack(">d", obj.real) + b"G" + struct.pack(">d", obj.imag) + b"\x86R"
-        if path is not None:
+        if path is not None and not isinstance(obj, complex):  # the reader rebuilds complex lossily
             self.expected.append(Expected(path, "leaf", obj))
 
     def special(self, obj: Any, path: Path_ | None) -> None:
@@ -305,9 +309,13 @@ def _show(path: Path_ | None) -> str:
     return ".".join(str(p) for p in path)
 
 
-def pickle_tree(tree: Any, adapt: Callable[[Any], TensorRef]) -> PickleResult:
-    """Pickle ``tree`` as torch's ``data.pkl``; ``adapt`` turns torch tensors into ``TensorRef``s."""
-    em = _Emitter(adapt)
+def pickle_tree(tree: Any, adapt: Callable[[Any], TensorRef], transform: Transform | None = None) -> PickleResult:
+    """Pickle ``tree`` as torch's ``data.pkl``; ``adapt`` turns torch tensors into ``TensorRef``s.
+
+    ``transform(value, path)`` (path None under dict keys) may replace any value before it is
+    written; it must return the same replacement for the same object, so sharing survives.
+    """
+    em = _Emitter(adapt, transform)
     em.dump(tree)
     em.out += b"."
     return PickleResult(bytes(em.out), em.storages, em.expected, em.tensors)

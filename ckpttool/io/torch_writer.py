@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ckpttool.io.pickle_writer import Expected, pickle_tree
+from ckpttool.io.pickle_writer import Expected, Transform, pickle_tree
 from ckpttool.io.tensor_input import TensorAdapter
 from ckpttool.io.zip_writer import ALIGNMENT, Sink, ZipStreamWriter
 from ckpttool.model import Storage
@@ -51,9 +51,9 @@ def _serialization_id(pickle_bytes: bytes) -> bytes:
     return str(int.from_bytes(hashlib.sha256(pickle_bytes).digest()[:17], "little")).zfill(40)[:40].encode()
 
 
-def write_torch(tree: Any, sink: Sink, root: str) -> Written:
+def write_torch(tree: Any, sink: Sink, root: str, transform: Transform | None = None) -> Written:
     """Write ``tree`` to ``sink`` as a torch zip archive whose records live under ``root/``."""
-    pk = pickle_tree(tree, TensorAdapter())
+    pk = pickle_tree(tree, TensorAdapter(), transform)
     z = ZipStreamWriter(sink, root)
     z.add_bytes("data.pkl", pk.data)
     z.add_bytes(".format_version", b"1")

@@ -32,6 +32,8 @@ __all__ = ["PickleResult", "SafeUnpickler", "MAX_TUPLE_DEPTH"]
 
 MAX_TUPLE_DEPTH = 256
 _MARK = object()
+# Allow-listed calls whose first argument's elements get hashed (set members, OrderedDict pairs).
+_HASHING_CALLS = frozenset({"set", "frozenset", "OrderedDict"})
 
 
 @dataclass
@@ -67,9 +69,12 @@ class SafeUnpickler:
         self.memo: dict[int, Any] = {}
         self.frame_end: int | None = None
         self.result = PickleResult(None, start)
-        self._tuple_depth: dict[int, int] = {}
+        self._tuple_shape: dict[int, tuple[int, int]] = {}  # id -> (depth, logical size) of nested tuples
         self._keepalive: list[Any] = []
         self._budget = max(1_000_000, 4 * (len(self.data) - start))
+        # Hashing a tuple walks all of its logical elements, and memo reuse makes a 2 KB tuple DAG
+        # with 2^60 of them: every dict key and set member is charged its logical size.
+        self._hash_budget = max(10_000_000, 16 * (len(self.data) - start))
 
     # ----- reading primitives -------------------------------------------------
     def _take(self, n: int) -> memoryview:
@@ -117,17 +122,32 @@ class SafeUnpickler:
         return self.stack[-1]
 
     def _tuple(self, items: list[Any]) -> tuple[Any, ...]:
-        depth = 1
+        depth, size = 1, len(items)
         for item in items:
-            if isinstance(item, tuple | frozenset):
-                depth = max(depth, self._tuple_depth.get(id(item), 1) + 1)
+            if type(item) is tuple:
+                d, n = self._tuple_shape.get(id(item), (1, len(item)))
+                depth = max(depth, d + 1)
+                size += n
         if depth > MAX_TUPLE_DEPTH:
             raise ResourceLimit(f"tuples nested deeper than {MAX_TUPLE_DEPTH} levels")
         value = tuple(items)
         if depth > 1:
-            self._tuple_depth[id(value)] = depth
+            self._tuple_shape[id(value)] = (depth, size)
             self._keepalive.append(value)
         return value
+
+    def _charge_hashes(self, keys: Any) -> None:
+        """Pay for hashing (and comparing) ``keys`` before they go into a dict or set."""
+        cost = 0
+        for key in keys:
+            if type(key) is tuple:
+                cost += 2 * self._tuple_shape.get(id(key), (1, len(key)))[1]
+            else:
+                cost += 1
+        self._hash_budget -= cost
+        if self._hash_budget < 0:
+            raise ResourceLimit("dict keys or set members that share their elements need too much "
+                                "hashing for the size of the pickle")
 
     def _spend(self, n: int = 1) -> None:
         self._budget -= n
@@ -154,7 +174,11 @@ class SafeUnpickler:
         if isinstance(func, GlobalRef):
             kind = self.result.kinds.get((func.module, func.name), "stub")
             if kind == "data":
-                return call_global(func.fullname, args, kwargs or {})
+                if func.name in _HASHING_CALLS and args and isinstance(args[0], list | tuple):
+                    self._charge_hashes(args[0])
+                value = call_global(func.fullname, args, kwargs or {})
+                # tuples built by a call (builtins.tuple) are tracked like TUPLE's: depth and size
+                return self._tuple(list(value)) if type(value) is tuple else value
             return Stub(func.fullname, args, dangerous=kind == "dangerous")
         if isinstance(func, Stub):
             return Stub(f"{func.qualname}(...)", args, dangerous=func.dangerous)
@@ -348,6 +372,7 @@ class SafeUnpickler:
         items = self._pop_mark()
         if len(items) % 2:
             raise CorruptPickle("DICT with an odd number of items")
+        self._charge_hashes(items[0::2])
         d = PickledDict()
         for i in range(0, len(items), 2):
             _setitem(d, items[i], items[i + 1])
@@ -358,28 +383,36 @@ class SafeUnpickler:
 
     def op_frozenset(self) -> None:
         items = self._pop_mark()
+        self._charge_hashes(items)
         self._push(_hashable_container(frozenset, items))
 
     def op_append(self) -> None:
         value = self._pop()
+        if isinstance(self._top(), set):
+            self._charge_hashes([value])
         _append(self._top(), [value])
 
     def op_appends(self) -> None:
         items = self._pop_mark()
+        if isinstance(self._top(), set):
+            self._charge_hashes(items)
         _append(self._top(), items)
 
     def op_setitem(self) -> None:
         value, key = self._pop(), self._pop()
+        self._charge_hashes([key])
         _setitems(self._top(), [key, value])
 
     def op_setitems(self) -> None:
         items = self._pop_mark()
         if len(items) % 2:
             raise CorruptPickle("SETITEMS with an odd number of items")
+        self._charge_hashes(items[0::2])
         _setitems(self._top(), items)
 
     def op_additems(self) -> None:
         items = self._pop_mark()
+        self._charge_hashes(items)
         target = self._top()
         if isinstance(target, set):
             try:

@@ -9,7 +9,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ckpttool.layouts import averaged, ema_packages, generic, lightning, mmengine, plain, stable_diffusion, timm, yolo
+from ckpttool.layouts import (
+    averaged,
+    ema_packages,
+    generic,
+    lightning,
+    mmengine,
+    plain,
+    stable_diffusion,
+    standalone,
+    timm,
+    yolo,
+)
 from ckpttool.layouts.base import Layout, section
 from ckpttool.layouts.meta import collect_meta
 from ckpttool.model import SECTION_KINDS, Checkpoint
@@ -27,6 +38,7 @@ RECOGNISERS: tuple[tuple[str, Callable[[Any], Layout | None]], ...] = (
     ("ema-pytorch", ema_packages.recognise),
     ("plain", plain.recognise),
     ("training-dict", generic.recognise),
+    ("standalone", standalone.recognise),
 )
 
 

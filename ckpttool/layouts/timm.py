@@ -6,6 +6,7 @@ from typing import Any
 
 from ckpttool.layouts.base import Layout, as_state_dict, section, top_keys
 from ckpttool.layouts.common import resume_sections
+from ckpttool.layouts.ema_packages import align_to_model
 
 
 def recognise(tree: Any) -> Layout | None:
@@ -21,6 +22,6 @@ def recognise(tree: Any) -> Layout | None:
     for key in ("state_dict_ema", "state_dict_ema1"):
         ema = as_state_dict(tree.get(key)) if key in keys else None
         if ema is not None:
-            layout.sections["ema"] = section("ema", key, tree[key], ema)
+            layout.sections["ema"] = section("ema", key, tree[key], align_to_model(ema, sd))
             break
     return layout

@@ -20,7 +20,14 @@ TRUSTED = sorted(
 )
 
 
-@pytest.mark.parametrize("name", TRUSTED)
+GPU_TRUSTED = sorted(
+    str(p.relative_to(FIXTURES)) for p in (FIXTURES / "gpu").rglob("*")
+    if p.is_file() and p.suffix in (".pt", ".pth", ".ckpt", ".tar", ".bin")
+    and p.name not in ("training_args.bin",)
+)
+
+
+@pytest.mark.parametrize("name", TRUSTED + GPU_TRUSTED)
 def test_every_tensor_agrees_with_torch_load(name: str) -> None:
     theirs = torch_tensors(torch_load(FIXTURES / name))
     ours = dict(all_tensors(ckpttool.open(FIXTURES / name).tree))

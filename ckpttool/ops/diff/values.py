@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 
+from ckpttool.dtypes import by_name
 from ckpttool.model import CHUNK_BYTES, TensorRef
 from ckpttool.numeric import NUMERIC_CHUNK_ELEMENTS, DiffAccumulator, DiffStats, fixed_chunks, widen
 
@@ -60,11 +61,17 @@ def same_bytes(a: TensorRef, b: TensorRef, progress: Progress | None = None,
 def numeric_stats(a: TensorRef, b: TensorRef, rtol: float, atol: float, progress: Progress | None = None,
                   skip_progress: int = 0, elements: int = NUMERIC_CHUNK_ELEMENTS) -> DiffStats:
     """Statistics of B against A (same numel, any dtypes), chunk by chunk in float64."""
+    import numpy as np
+
     acc = DiffAccumulator(rtol, atol)
     size_a, size_b = elements * a.itemsize, elements * b.itemsize
+    n = min(elements, max(a.numel, 1))
+    complex_ = by_name(a.dtype).kind == "c" or by_name(b.dtype).kind == "c"  # type: ignore[union-attr]
+    buf_a, buf_b = (np.empty(n, dtype=np.complex128 if complex_ else np.float64) for _ in range(2))
     seen = 0
     for pa, pb in zip(_pieces(a, size_a), _pieces(b, size_b)):
-        acc.add(widen(pa, a.dtype), widen(pb, b.dtype))
+        wa, wb = widen(pa, a.dtype, buf_a), widen(pb, b.dtype, buf_b)
+        acc.add(wa, wb)
         seen += len(pa)
         if progress is not None and seen > skip_progress:
             progress(min(len(pa), seen - skip_progress))

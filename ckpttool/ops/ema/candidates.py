@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ckpttool.layouts.common import EMA_KEYS
-from ckpttool.layouts.ema_packages import EmaMatch, match_ema
+from ckpttool.layouts.ema_packages import EmaMatch, align_to_model, match_ema
 from ckpttool.layouts.stable_diffusion import LitEmaMap, find_litema, map_litema
 from ckpttool.model import Checkpoint, Section, StateDict, Stub, TensorRef
 from ckpttool.tensors import scalar_value
@@ -81,8 +81,9 @@ def _timm_decay(tree: Any) -> float | None:
 def _primary(ckpt: Checkpoint, ema: Section) -> EmaCandidate:
     model = ckpt.sections.get("model")
     raw = model.state_dict if model is not None and model.source != ema.source else None
-    cand = EmaCandidate(ema.source, ckpt.layout, _WHY.get(ckpt.layout, ""), ema.state_dict or StateDict(),
-                        raw, model.source if raw is not None else None)
+    ema_sd = align_to_model(ema.state_dict or StateDict(), raw)
+    cand = EmaCandidate(ema.source, ckpt.layout, _WHY.get(ckpt.layout, ""), ema_sd, raw,
+                        model.source if raw is not None else None)
     tree = ckpt.tree
     if ckpt.layout in ("yolov5", "ultralytics"):
         cand.updates, cand.updates_key = _counter(tree, "updates")
@@ -124,7 +125,10 @@ def _litema_counters(cand: EmaCandidate, m: LitEmaMap) -> None:
 
 def _package(cand: EmaCandidate, found: EmaMatch, key: str) -> None:
     cand.layout = found.package if found.package != "state_dict" else cand.layout
-    cand.reason = found.reason + (f" under {key!r}" if key else "")
+    if found.package == "state_dict":
+        cand.reason = f"the EMA key {key!r} of a training dict holds a state_dict of the model"
+    else:
+        cand.reason = found.reason + (f" under {key!r}" if key else "")
     cand.updates, cand.decay = found.updates, found.decay
     counter = {"ema-pytorch": "step", "torch-ema": "num_updates", "averaged-model": "n_averaged"}.get(found.package)
     if counter and found.updates is not None:

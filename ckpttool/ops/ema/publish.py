@@ -14,7 +14,7 @@ from collections import OrderedDict
 from typing import Any
 
 from ckpttool.errors import UsageError
-from ckpttool.model import Checkpoint, GlobalRef, Stub, TensorRef
+from ckpttool.model import Checkpoint, GlobalRef, Stub
 from ckpttool.modules import is_module, module_state_dict
 from ckpttool.tree import MAX_DEPTH, MAX_NODES, join
 
@@ -64,11 +64,12 @@ def publish_tree(ckpt: Checkpoint, weights: dict[str, Any], *, strip_optimizer: 
 def plain_copy(root: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """A copy of ``root`` the writer accepts: containers and data kept, Stubs turned into plain data.
 
-    Iterative with an identity memo and a node budget (the tree comes from an untrusted file).
+    Iterative with an identity memo and a node budget (the tree comes from an untrusted file);
+    dict keys keep their order (each copy gets its keys first, its values as they are reached).
     """
-    notes: list[str] = []
+    changed: dict[str, list[str]] = {}
     memo: dict[int, Any] = {}
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = dict.fromkeys(root)
     stack: list[tuple[Any, Any, Any, str, int]] = [(out, k, v, join("", k), 1) for k, v in root.items()]
     budget = MAX_NODES
     while stack:
@@ -77,40 +78,41 @@ def plain_copy(root: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         if budget < 0 or depth > MAX_DEPTH:
             raise UsageError("the checkpoint's object tree is too large or deep to copy")
         if isinstance(value, Stub):
-            value = _unstub(value, path, notes)
+            changed.setdefault(_what(value), []).append(path)
+            value = _unstub(value)
         if isinstance(value, dict | list | tuple) and id(value) in memo:
-            _put(parent, key, memo[id(value)])
+            parent[key] = memo[id(value)]
             continue
         if isinstance(value, dict):
-            copy: Any = OrderedDict() if isinstance(value, OrderedDict) or getattr(value, "ordered", False) else {}
+            ordered = isinstance(value, OrderedDict) or getattr(value, "ordered", False)
+            copy: Any = OrderedDict.fromkeys(value) if ordered else dict.fromkeys(value)
             memo[id(value)] = copy
-            stack += [(copy, k, v, join(path, k), depth + 1) for k, v in reversed(list(value.items()))]
+            stack += [(copy, k, v, join(path, k), depth + 1) for k, v in value.items()]
         elif isinstance(value, list | tuple):
-            copy = [None] * len(value)
+            copy = _TupleMark([None] * len(value)) if isinstance(value, tuple) else [None] * len(value)
             memo[id(value)] = copy
             stack += [(copy, i, v, join(path, i), depth + 1) for i, v in enumerate(value)]
-            if isinstance(value, tuple):
-                copy = _TupleMark(copy)
         else:
             copy = value.fullname if isinstance(value, GlobalRef) else value
-        _put(parent, key, copy)
+        parent[key] = copy
+    notes = [f"{len(paths)} {what} written as plain data: {', '.join(paths[:3])}"
+             + (f" and {len(paths) - 3} more" if len(paths) > 3 else "") for what, paths in changed.items()]
     return _untuple(out), notes
+
+
+def _what(stub: Stub) -> str:
+    return f"pickled module(s) {stub.qualname}" if is_module(stub) else f"{stub.qualname} object(s)"
+
+
+def _unstub(stub: Stub) -> Any:
+    """A module's state_dict, or another object's attribute dict (its constructor args if it has none)."""
+    if is_module(stub):
+        return OrderedDict(module_state_dict(stub).tensors)
+    return dict(stub.attributes) if stub.attributes else {"args": list(stub.args)}
 
 
 class _TupleMark(list):  # type: ignore[type-arg]
     """A list that becomes a tuple once its items are filled in."""
-
-
-def _put(parent: Any, key: Any, value: Any) -> None:
-    parent[key] = value
-
-
-def _unstub(stub: Stub, path: str, notes: list[str]) -> Any:
-    if is_module(stub):
-        notes.append(f"{path}: pickled module {stub.qualname} written as its state_dict")
-        return OrderedDict(module_state_dict(stub).tensors)
-    notes.append(f"{path}: {stub.qualname} object written as a plain dict of its attributes")
-    return dict(stub.attributes) if stub.attributes else {"args": list(stub.args)}
 
 
 def _untuple(root: Any) -> Any:
@@ -134,7 +136,3 @@ def _untuple(root: Any) -> Any:
             converted.setdefault(id(v), tuple(v))
             parent[k] = converted[id(v)]
     return root
-
-
-def _is_tensor(value: Any) -> bool:
-    return isinstance(value, TensorRef)

@@ -97,11 +97,11 @@ class _NameCheck(ast.NodeVisitor):
         self.allowed = allowed
         self.bad: list[str] = []
 
-    def visit_Name(self, node: ast.Name) -> None:  # noqa: N802 - ast visitor protocol
+    def visit_Name(self, node: ast.Name) -> None:
         if node.id not in self.allowed:
             self.bad.append(node.id)
 
-    def visit_Attribute(self, node: ast.Attribute) -> None:  # noqa: N802
+    def visit_Attribute(self, node: ast.Attribute) -> None:
         self.bad.append(f"attribute access .{node.attr}")
 
 
@@ -171,7 +171,7 @@ def continuation(old: Schedule, start: int, old_total: float, new_total: float) 
     tree = ast.parse(body, mode="eval")
 
     class _Sub(ast.NodeTransformer):
-        def visit_Name(self, node: ast.Name) -> ast.AST:  # noqa: N802
+        def visit_Name(self, node: ast.Name) -> ast.AST:
             if node.id == "x":
                 return ast.parse(mapped, mode="eval").body
             if node.id == "epochs":

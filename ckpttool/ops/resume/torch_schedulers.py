@@ -207,8 +207,9 @@ class CosineAnnealingLR(SimScheduler):
         if (self.last_epoch - 1 - t_max) % (2 * t_max) == 0:
             return [g["lr"] + (b - eta) * (1 - math.cos(math.pi / t_max)) / 2
                     for b, g in zip(self.base_lrs, self.groups, strict=True)]
-        return [(1 + math.cos(math.pi * self.last_epoch / t_max)) / (1 + math.cos(math.pi * (self.last_epoch - 1) / t_max))
-                * (g["lr"] - eta) + eta for g in self.groups]
+        t = self.last_epoch
+        ratio = (1 + math.cos(math.pi * t / t_max)) / (1 + math.cos(math.pi * (t - 1) / t_max))
+        return [ratio * (g["lr"] - eta) + eta for g in self.groups]
 
     def closed_form(self, epoch: int) -> list[float]:
         t_max, eta = float(self.state["T_max"]), float(self.state.get("eta_min", 0.0))
@@ -342,6 +343,8 @@ def identify(state: Any) -> str | None:
     if not isinstance(state, dict):
         return None
     keys = {k for k in state if isinstance(k, str)}
+    if "last_epoch" not in keys:  # every torch LRScheduler has it; mmengine's schedulers have last_step
+        return None
     for needed, name in _BY_KEYS:
         if needed <= keys:
             return name

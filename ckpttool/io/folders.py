@@ -1,0 +1,51 @@
+"""Checkpoints that are more than one file: shard indexes, DCP folders, Hugging Face Trainer folders.
+
+``read_folder`` is the hook ``read_tree`` calls first: it returns a ``TreeRead`` for a directory
+or an ``*.index.json`` it recognises and None for anything else, which then goes down the
+single-file path (where a directory is reported as such).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ckpttool.io import TreeRead
+
+__all__ = ["read_folder", "folder_kind"]
+
+
+def folder_kind(path: Path) -> str | None:
+    """``sharded``, ``dcp`` or ``hf-trainer`` for a path this module reads, else None."""
+    if path.name.endswith(".index.json") and path.is_file():
+        return "sharded"
+    if not path.is_dir():
+        return None
+    if (path / "trainer_state.json").is_file():
+        return "hf-trainer"
+    if (path / ".metadata").is_file():
+        return "dcp"
+    from ckpttool.io.sharded import find_index
+
+    return "sharded" if find_index(path) is not None else None
+
+
+def read_folder(path: Path) -> TreeRead | None:
+    """The tree of a multi-file checkpoint at ``path``, or None when ``path`` is not one."""
+    kind = folder_kind(path)
+    if kind == "sharded":
+        from ckpttool.io.sharded import find_index, read_sharded
+
+        index = path if path.is_file() else find_index(path)
+        assert index is not None
+        return read_sharded(index)
+    if kind == "dcp":
+        from ckpttool.io.dcp import read_dcp
+
+        return read_dcp(path)
+    if kind == "hf-trainer":
+        from ckpttool.io.hf_folder import read_hf_trainer
+
+        return read_hf_trainer(path)
+    return None

@@ -1,0 +1,85 @@
+"""Rewriting a pickled tree so ``torch.load(weights_only=True)`` accepts it, one reported change at a time.
+
+Pickled ``nn.Module`` objects become their state_dicts (plain tensors, in ``state_dict()`` order),
+``argparse.Namespace`` and similar records become dicts of their attributes, references to
+callables become their names, and objects that carry nothing loadable are dropped. Numpy scalars
+already arrive as Python numbers from the reader; they are reported when the reader had to.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ckpttool.model import GlobalRef, PickledDict, Stub, TensorRef
+from ckpttool.modules import is_module, module_state_dict
+
+__all__ = ["Change", "Sanitizer"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One rewrite: where, what it was, what it became."""
+
+    path: str
+    was: str
+    now: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "was": self.was, "now": self.now}
+
+
+_RECORDS = ("argparse.Namespace", "types.SimpleNamespace", "easydict.EasyDict", "omegaconf.dictconfig.DictConfig")
+
+
+@dataclass
+class Sanitizer:
+    """A transform for ``write_checkpoint``: called on every value, returns its replacement."""
+
+    tensor_fn: Callable[[TensorRef], TensorRef] | None = None
+    changes: list[Change] = field(default_factory=list)
+    _done: dict[int, Any] = field(default_factory=dict)
+    _keep: list[Any] = field(default_factory=list)
+
+    def __call__(self, obj: Any, path: tuple[Any, ...] | None) -> Any:
+        if not isinstance(obj, Stub | GlobalRef):
+            return obj
+        if id(obj) in self._done:
+            return self._done[id(obj)]
+        where = ".".join(str(p) for p in path) if path else ("the root" if path == () else "a key")
+        new, now = self._replace(obj)
+        self.changes.append(Change(where, f"{obj.qualname if isinstance(obj, Stub) else obj.fullname}", now))
+        self._done[id(obj)] = new
+        self._keep.append(obj)
+        return new
+
+    def _replace(self, obj: Stub | GlobalRef) -> tuple[Any, str]:
+        if isinstance(obj, GlobalRef):
+            return obj.fullname, "its name as a string"
+        if obj.dangerous:
+            return None, "removed (it would run code on load)"
+        if is_module(obj):
+            sd = module_state_dict(obj)
+            out = PickledDict(ordered=True)
+            for key, t in sd.tensors.items():
+                t = self.tensor_fn(t) if self.tensor_fn is not None else t
+                out[key] = replace(t, is_parameter=False, requires_grad=False)
+            if sd.version_metadata:
+                out.attrs["_metadata"] = OrderedDict(sd.version_metadata)
+            return out, f"state_dict ({len(out)} tensors)"
+        if obj.qualname in _RECORDS or (obj.attributes and not obj.args):
+            attrs = obj.attributes
+            return dict(attrs), f"dict ({len(attrs)} entries)"
+        if obj.qualname.startswith(("datetime.", "pathlib.", "decimal.", "uuid.")) and obj.args:
+            from ckpttool.jsonable import to_jsonable
+
+            text = str(to_jsonable(obj))
+            return text, f"string {text[:60]!r}"
+        if obj.entries and not obj.items:
+            return dict(obj.entries), f"dict ({len(obj.entries)} entries)"
+        if obj.items and not obj.entries:
+            return list(obj.items), f"list ({len(obj.items)} items)"
+        return None, "removed (no weights_only equivalent)"
+

@@ -1,0 +1,256 @@
+"""``convert``: torch ↔ safetensors (single or sharded), dtype casts, EMA/release forms, sanitising.
+
+What is written:
+- safetensors output holds one state_dict: the model section, or ``--section``/``--ema``; the
+  checkpoint's other plain values go into ``__metadata__`` as JSON strings (``format: pt``,
+  ``epoch``...), tied tensors are stored once and recorded as aliases (see ``io/aliases.py``).
+- torch output from a safetensors or sharded input is the state_dict with its aliases restored;
+  from a torch input it is the whole checkpoint (``--sanitize`` makes it weights_only-loadable),
+  or one state_dict with ``--section``/``--ema``/``--strip-optimizer`` (the release form).
+- ``--dtype`` casts floating model/EMA tensors only (never optimizer state or integer buffers).
+Everything is streamed: tensors are read, cast and written chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ckpttool.errors import SectionNotFound, UsageError
+from ckpttool.io import open_checkpoint
+from ckpttool.io.aliases import alias_metadata, dedupe, restore
+from ckpttool.io.cast import Caster, parse_dtype
+from ckpttool.io.safetensors_writer import safetensors_layout
+from ckpttool.io.sanitize import Change, Sanitizer
+from ckpttool.io.write import WriteResult, output_format, write_checkpoint
+from ckpttool.model import Checkpoint, PickledDict, StateDict, TensorRef
+
+__all__ = ["ConvertOptions", "ConvertResult", "convert"]
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """What to write; mirrors the CLI flags."""
+
+    section: str | None = None
+    ema: bool = False
+    dtype: str | None = None
+    strip_optimizer: bool = False
+    sanitize: bool = False
+    max_shard_size: int | None = None
+    hash_name: bool = False
+    force: bool = False
+
+
+@dataclass
+class ConvertResult:
+    """What ``convert`` read and wrote."""
+
+    input: Path
+    input_format: str
+    layout: str
+    output: Path
+    output_format: str
+    content: str  # "checkpoint" (the whole tree) or the section written ("model", "ema", ...)
+    sha256: str
+    tensors: int
+    nbytes: int
+    shards: list[WriteResult] = field(default_factory=list)
+    aliases: dict[str, str] = field(default_factory=dict)
+    dtype: str | None = None
+    cast: int = 0
+    not_cast: list[str] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": 1, "input": str(self.input), "input_format": self.input_format,
+            "layout": self.layout, "output": str(self.output), "format": self.output_format,
+            "content": self.content, "sha256": self.sha256, "tensors": self.tensors, "nbytes": self.nbytes,
+            "shards": [{"path": str(s.path), "sha256": s.sha256, "tensors": s.tensors, "nbytes": s.nbytes}
+                       for s in self.shards] if len(self.shards) > 1 else [],
+            "aliases": self.aliases, "dtype": self.dtype, "cast": self.cast, "not_cast": self.not_cast,
+            "sanitized": [c.to_dict() for c in self.changes], "dropped": self.dropped,
+            "metadata": self.metadata, "notes": self.notes,
+        }
+
+
+def _input_files(ckpt: Checkpoint) -> tuple[Path, ...]:
+    """Every file the input consists of (an output may overwrite none of them)."""
+    path = ckpt.path
+    if path.is_dir() or ckpt.format in ("sharded", "dcp", "hf-trainer"):
+        folder = path if path.is_dir() else path.parent
+        return (path, *sorted(p for p in folder.iterdir() if p.is_file()))
+    return (path,)
+
+
+def _ema(ckpt: Checkpoint) -> StateDict:
+    try:
+        from ckpttool.ops.ema import ema_state_dict
+    except ImportError:  # pragma: no cover - the ema operation is optional
+        return ckpt.state_dict("ema")
+    return ema_state_dict(ckpt)
+
+
+def _selected(ckpt: Checkpoint, opts: ConvertOptions) -> tuple[str, StateDict]:
+    if opts.ema:
+        return "ema", _ema(ckpt)
+    kind = opts.section or "model"
+    try:
+        return kind, ckpt.state_dict(kind)
+    except SectionNotFound:
+        if opts.section is None and ckpt.format in ("safetensors", "sharded"):
+            return "model", StateDict({k: v for k, v in (ckpt.tree or {}).items() if isinstance(v, TensorRef)})
+        raise
+
+
+def _restored(ckpt: Checkpoint, sd: StateDict) -> tuple[dict[str, TensorRef], dict[str, str]]:
+    """The state_dict with the aliases a ckpttool-written safetensors recorded put back."""
+    if ckpt.format in ("safetensors", "sharded"):
+        return restore(sd.tensors, ckpt.members.get("__metadata__") or {})
+    return dict(sd.tensors), {}
+
+
+def _jsonable_meta(ckpt: Checkpoint, content: str) -> dict[str, str]:
+    from ckpttool.jsonable import to_jsonable
+
+    out: dict[str, str] = {}
+    if ckpt.format in ("safetensors", "sharded"):
+        out.update({k: v for k, v in (ckpt.members.get("__metadata__") or {}).items()
+                    if not k.startswith("ckpttool.") and k != "total_size"})
+    for key, value in ckpt.meta.items():
+        name = str(key) if str(key) != "format" else "meta.format"
+        out[name] = json.dumps(to_jsonable(value, max_nodes=2000), ensure_ascii=False, default=str)
+    out["format"] = "pt"
+    out["ckpttool.section"] = content
+    if ckpt.layout not in ("unknown", "state_dict"):
+        out["ckpttool.layout"] = ckpt.layout
+    return out
+
+
+def _cast_all(tensors: dict[str, TensorRef], caster: Caster | None) -> dict[str, TensorRef]:
+    if caster is None:
+        return tensors
+    return {k: caster(t, k) for k, t in tensors.items()}
+
+
+def _to_safetensors(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Caster | None,
+                    inputs: tuple[Path, ...]) -> ConvertResult:
+    content, sd = _selected(ckpt, opts)
+    tensors, _ = _restored(ckpt, sd)
+    tensors = _cast_all(tensors, caster)
+    unique, aliases = dedupe(tensors)
+    written_order = list(safetensors_layout(unique))
+    metadata = _jsonable_meta(ckpt, content)
+    metadata.update(alias_metadata(list(tensors), written_order, aliases))
+    notes = []
+    dropped = sorted(str(k) for k, s in ckpt.sections.items() if k not in (content, "meta") and s.value is not None)
+    if dropped:
+        notes.append(f"safetensors holds tensors only: wrote the {content} section, left out {', '.join(dropped)}")
+    if opts.max_shard_size:
+        from ckpttool.io.sharded import write_sharded
+
+        main, shards = write_sharded(unique, output, opts.max_shard_size, metadata=metadata, inputs=inputs,
+                                     force=opts.force)
+    else:
+        main = write_checkpoint(unique, output, inputs=inputs, force=opts.force, metadata=metadata,
+                                hash_name=opts.hash_name)
+        shards = [main]
+    return ConvertResult(ckpt.path, ckpt.format, ckpt.layout, main.path, main.format, content, main.sha256,
+                         len(unique), main.nbytes, shards=shards, aliases=aliases, dropped=dropped,
+                         metadata=metadata, notes=notes)
+
+
+def _section_ids(ckpt: Checkpoint) -> set[int]:
+    ids: set[int] = set()
+    for kind in ("model", "ema"):
+        s = ckpt.sections.get(kind)
+        if s is not None and s.state_dict is not None:
+            ids.update(id(t) for t in s.state_dict.tensors.values())
+    return ids
+
+
+def _transform(ckpt: Checkpoint, caster: Caster | None, sanitizer: Sanitizer | None
+               ) -> Callable[[Any, Any], Any] | None:
+    ids = _section_ids(ckpt) if caster is not None else set()
+
+    def fn(obj: Any, path: Any) -> Any:
+        if isinstance(obj, TensorRef):
+            return caster(obj) if caster is not None and id(obj) in ids else obj
+        return sanitizer(obj, path) if sanitizer is not None else obj
+
+    return fn if caster is not None or sanitizer is not None else None
+
+
+def _to_torch(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Caster | None,
+              inputs: tuple[Path, ...]) -> ConvertResult:
+    whole = (ckpt.format not in ("safetensors", "sharded") and not opts.ema and opts.section is None
+             and not opts.strip_optimizer)
+    notes: list[str] = []
+    if whole:
+        sanitizer = Sanitizer(tensor_fn=None) if opts.sanitize else None
+        if sanitizer is not None and caster is not None:
+            ids = _section_ids(ckpt)
+            sanitizer.tensor_fn = lambda t: caster(t) if id(t) in ids else t
+        written = write_checkpoint(ckpt.tree, output, inputs=inputs, force=opts.force, hash_name=opts.hash_name,
+                                   transform=_transform(ckpt, caster, sanitizer))
+        changes = sanitizer.changes if sanitizer else []
+        return ConvertResult(ckpt.path, ckpt.format, ckpt.layout, written.path, written.format, "checkpoint",
+                             written.sha256, written.tensors, written.nbytes, shards=[written],
+                             changes=changes, notes=notes)
+    content, sd = _selected(ckpt, opts)
+    tensors, aliases = _restored(ckpt, sd)
+    tree = PickledDict(_cast_all(tensors, caster), ordered=True)
+    if sd.version_metadata:
+        tree.attrs["_metadata"] = PickledDict(sd.version_metadata, ordered=True)
+    dropped = sorted(k for k in ckpt.sections if k not in (content, "meta")) if ckpt.format not in (
+        "safetensors", "sharded") else []
+    if opts.strip_optimizer:
+        notes.append(f"release form: the {content} state_dict only")
+    written = write_checkpoint(tree, output, inputs=inputs, force=opts.force, hash_name=opts.hash_name)
+    return ConvertResult(ckpt.path, ckpt.format, ckpt.layout, written.path, written.format, content,
+                         written.sha256, written.tensors, written.nbytes, shards=[written], aliases=aliases,
+                         dropped=dropped, notes=notes)
+
+
+def _check(opts: ConvertOptions, out_fmt: str) -> None:
+    if opts.ema and opts.section not in (None, "ema"):
+        raise UsageError("--ema and --section name different sections; pass one of them")
+    if opts.max_shard_size and out_fmt != "safetensors":
+        raise UsageError("--max-shard-size writes sharded safetensors: name the output .safetensors")
+    if opts.max_shard_size and opts.hash_name:
+        raise UsageError("--hash-name names one file; it cannot be combined with --max-shard-size")
+    if opts.section is not None and opts.section not in ("model", "ema"):
+        raise UsageError(f"--section {opts.section!r}: only the model and ema sections hold weights to convert")
+
+
+def convert(input_path: str | Path, output: str | Path, options: ConvertOptions | None = None) -> ConvertResult:
+    """Convert the checkpoint at ``input_path`` into ``output``; see the module docstring.
+
+    Raises:
+        CkptError: unreadable input, a refused output, bad options, a failed verification.
+    """
+    opts = options or ConvertOptions()
+    output = Path(output)
+    if opts.max_shard_size and (output.is_dir() or str(output).endswith("/")):
+        output = output / "model.safetensors"
+    out_fmt = output_format(output)
+    _check(opts, out_fmt)
+    ckpt = open_checkpoint(input_path)
+    inputs = _input_files(ckpt)
+    caster = Caster(parse_dtype(opts.dtype)) if opts.dtype else None
+    if out_fmt == "safetensors":
+        result = _to_safetensors(ckpt, output, opts, caster, inputs)
+    else:
+        result = _to_torch(ckpt, output, opts, caster, inputs)
+    if caster is not None:
+        result.dtype, result.cast, result.not_cast = caster.dtype, caster.cast, caster.skipped
+    if opts.sanitize and out_fmt == "safetensors":
+        result.notes.append("--sanitize is only needed for torch output; safetensors holds no pickles")
+    return result

@@ -1,0 +1,235 @@
+"""Apply remap rules to a whole checkpoint tree: every section holding the model's keys, the optimizer.
+
+Everything else in the checkpoint is kept as it is. Pickled modules become state_dicts (the writer
+only writes data ``torch.load(weights_only=True)`` accepts), each with a finding. The tree is
+rebuilt iteratively around the replaced nodes, so shared objects stay shared and nothing recurses.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ckpttool.errors import ResourceLimit, UnsupportedFormat
+from ckpttool.layouts.base import as_state_dict
+from ckpttool.model import Checkpoint, Finding, PickledDict, StateDict, Stub, TensorRef
+from ckpttool.modules import is_module, module_state_dict
+from ckpttool.ops.remap.optimizer import OptimizerRemap, remap_optimizer
+from ckpttool.ops.remap.plan import RemapPlan, plan
+from ckpttool.ops.remap.rules import Rule, under
+from ckpttool.tree import MAX_NODES, children, walk
+
+__all__ = ["SectionChange", "Applied", "apply_rules"]
+
+DROP = object()  # stands for a node left out of the output (--drop-optimizer)
+
+
+@dataclass
+class SectionChange:
+    """One state_dict the remap rewrote: where it sits and how many keys it kept, renamed, dropped."""
+
+    kind: str
+    source: str
+    kept: int
+    renamed: int
+    dropped: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "source": self.source, "kept": self.kept, "renamed": self.renamed,
+                "dropped": self.dropped}
+
+
+@dataclass
+class Applied:
+    tree: Any
+    sections: list[SectionChange] = field(default_factory=list)
+    optimizers: list[OptimizerRemap] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+
+def _prefix(value: Mapping[Any, Any], sd: StateDict) -> str | None:
+    """The prefix the dict's keys carry over ``sd``'s keys (``module.`` for AveragedModel), or None.
+
+    Other tensors in the dict (AveragedModel's ``n_averaged``) are not the model's and are kept.
+    """
+    if not len(sd):
+        return None
+    first = next(iter(sd))
+    for key in value:
+        if isinstance(key, str) and key.endswith(first) and (key == first or key[-len(first) - 1] == "."):
+            prefix = key[: len(key) - len(first)]
+            if all(isinstance(value.get(prefix + k), TensorRef) for k in sd):
+                return prefix
+    return None
+
+
+def _metadata(meta: Mapping[str, Any], p: RemapPlan, prefix: str) -> dict[str, Any]:
+    """torch's per-module ``_metadata`` with module paths renamed as the keys were."""
+    base = prefix[:-1]
+    moved: dict[str, str] = {}
+    for r in p.mapping:
+        moved.setdefault(r.src.rpartition(".")[0], r.dst.rpartition(".")[0])
+    gone = {k.rpartition(".")[0] for k, _ in p.dropped} - set(moved)
+    out: dict[str, Any] = {}
+    for path, value in meta.items():
+        rel = under(path, base) if isinstance(path, str) else None
+        if rel is None:
+            out[path] = value
+        elif rel not in gone:
+            new = moved.get(rel, rel)
+            out[f"{base}.{new}" if base and new else base or new] = value
+    return out
+
+
+def _new_state_dict(value: Any, sd: StateDict, p: RemapPlan, order: Sequence[str] | None) -> PickledDict:
+    """The remapped dict for one section value (a tensor dict or a pickled module)."""
+    prefix = "" if isinstance(value, Stub) else _prefix(value, sd)
+    if prefix is None:
+        raise UnsupportedFormat("a model section's tensors do not line up with its state_dict keys")
+    fwd = p.forward
+    rank = {k: i for i, k in enumerate(order or ())}
+    moved = sorted(((fwd[k], sd[k]) for k in sd if k in fwd), key=lambda kv: rank.get(kv[0], len(rank)))
+    out = PickledDict(ordered=True)
+    if isinstance(value, Stub):
+        out.update(moved)
+        return out
+    new_of = {prefix + k: prefix + fwd[k] for k in sd if k in fwd}
+    model_keys = {prefix + k for k in sd}
+    for key, item in value.items():  # entries that are not the model's (n_averaged, steps) stay as they were
+        if key not in model_keys:
+            out[key] = item
+        elif key in new_of and not rank:
+            out[new_of[key]] = item
+    if rank:
+        out.update((prefix + k, t) for k, t in moved)
+    meta = value.attrs.get("_metadata") if isinstance(value, PickledDict) else None
+    if isinstance(meta, dict):
+        out.attrs["_metadata"] = PickledDict(_metadata(meta, p, prefix), ordered=True)
+    return out
+
+
+def _state_dict_nodes(ckpt: Checkpoint) -> list[tuple[str, str, Any, StateDict]]:
+    """(kind, source, node, state_dict) for each section with tensors, plus copies elsewhere in the tree.
+
+    A copy is any other dict with the model's keys (a second EMA, a callback's averaged weights).
+    """
+    out: list[tuple[str, str, Any, StateDict]] = []
+    seen: set[int] = set()
+    for kind, sec in ckpt.sections.items():
+        if sec.state_dict is not None and id(sec.value) not in seen:
+            seen.add(id(sec.value))
+            out.append((kind, sec.source or "(root)", sec.value, sec.state_dict))
+    if "model" not in ckpt.sections or ckpt.sections["model"].state_dict is None:
+        return out
+    model = ckpt.sections["model"].state_dict
+    for path, node in walk(ckpt.tree):
+        if isinstance(node, dict) and id(node) not in seen and len(node) >= len(model):
+            sd = as_state_dict(node)
+            if sd is not None and (list(sd) == list(model) or _prefix(node, model) is not None):
+                seen.add(id(node))
+                out.append(("model-copy", path, node, sd if list(sd) == list(model) else model))
+    return out
+
+
+def _optimizers(ckpt: Checkpoint) -> list[tuple[str, dict[str, Any]]]:
+    """Every optimizer state_dict: the optimizer section, and each of Lightning's ``optimizer_states``."""
+    tree = ckpt.tree
+    if isinstance(tree, dict) and isinstance(tree.get("optimizer_states"), list):
+        return [(f"optimizer_states.{i}", o) for i, o in enumerate(tree["optimizer_states"]) if isinstance(o, dict)]
+    sec = ckpt.sections.get("optimizer")
+    return [(sec.source, sec.value)] if sec is not None and isinstance(sec.value, dict) else []
+
+
+def apply_rules(ckpt: Checkpoint, rules: Sequence[Rule], model_plan: RemapPlan, *,
+                new_order: Sequence[str] | None = None, drop_optimizer: bool = False) -> Applied:
+    """The checkpoint tree with ``rules`` applied to every state_dict and the optimizer carried along."""
+    replace: dict[int, Any] = {}
+    result = Applied(tree=None)
+    for kind, source, node, sd in _state_dict_nodes(ckpt):
+        p = model_plan if kind == "model" else plan(sd, rules)
+        p.check()
+        replace[id(node)] = _new_state_dict(node, sd, p, new_order)
+        result.sections.append(SectionChange(kind, source, len(p.mapping), len(p.renamed), len(p.dropped)))
+        if isinstance(node, Stub):
+            result.findings.append(Finding(
+                "remap.pickled-module", "info",
+                f"{source} was a pickled {node.qualname}; it is written as its state_dict (the class and "
+                "attributes outside the state_dict are not kept)", where=source))
+    model = ckpt.sections.get("model")
+    for source, opt in _optimizers(ckpt):
+        if drop_optimizer:
+            replace[id(opt)] = DROP
+            result.findings.append(Finding("remap.optimizer-dropped", "info",
+                                           f"optimizer state at {source} left out (--drop-optimizer)", where=source))
+            continue
+        if model is None or model.state_dict is None:
+            continue
+        done = remap_optimizer(opt, model.state_dict, model_plan.forward, new_order, where=source)
+        result.optimizers.append(done)
+        result.findings += done.findings
+        if done.value is not None:
+            replace[id(opt)] = done.value
+    result.tree = _rebuild(ckpt.tree, replace, result.findings)
+    return result
+
+
+def _plain(stub: Stub, path: str, findings: list[Finding]) -> Any:
+    """A foreign object as plain data the writer accepts, or an error naming it."""
+    if is_module(stub):
+        findings.append(Finding("remap.pickled-module", "info",
+                                f"{path or 'the root'} was a pickled {stub.qualname}; written as its state_dict",
+                                where=path))
+        out = PickledDict(ordered=True)
+        out.update(module_state_dict(stub).items())
+        return out
+    attrs = stub.attributes
+    if attrs and not stub.args and not any(isinstance(v, Stub) for _, v in walk(attrs)):
+        findings.append(Finding("remap.object-as-dict", "warn",
+                                f"{path} was a pickled {stub.qualname}; written as a plain dict of its attributes",
+                                where=path))
+        return dict(attrs)
+    raise UnsupportedFormat(f"{path or 'the root'} holds a pickled {stub.qualname}, which cannot be written as data",
+                            hint="write the weights alone with ckpttool convert, then remap that file")
+
+
+def _rebuild(root: Any, replace: dict[int, Any], findings: list[Finding]) -> Any:
+    """A copy of the container skeleton of ``root`` with nodes swapped by identity (post-order, iterative)."""
+    built: dict[int, Any] = {}
+    stack: list[tuple[Any, str, bool]] = [(root, "", False)]
+    budget = MAX_NODES
+    while stack:
+        node, path, ready = stack.pop()
+        key = id(node)
+        if key in built or not isinstance(node, dict | list | tuple | Stub):
+            continue
+        budget -= 1
+        if budget < 0:
+            raise ResourceLimit("the checkpoint tree is too large to rebuild")
+        if key in replace:
+            built[key] = replace[key]
+        elif isinstance(node, Stub):
+            built[key] = _plain(node, path, findings)
+        elif not ready:
+            stack.append((node, path, True))
+            stack += [(v, f"{path}.{k}" if path else str(k), False) for k, v in children(node)]
+        else:
+            built[key] = _copy(node, built)
+    return built.get(id(root), root)
+
+
+def _copy(node: Any, built: dict[int, Any]) -> Any:
+    def get(v: Any) -> Any:
+        return built.get(id(v), v) if isinstance(v, dict | list | tuple | Stub) else v
+
+    if isinstance(node, dict):
+        out: Any = PickledDict(ordered=node.ordered) if isinstance(node, PickledDict) else (
+            OrderedDict() if isinstance(node, OrderedDict) else {})
+        if isinstance(node, PickledDict):
+            out.attrs = dict(node.attrs)
+        out.update((k, get(v)) for k, v in node.items() if get(v) is not DROP)
+        return out
+    if isinstance(node, list):
+        return [get(v) for v in node if get(v) is not DROP]
+    return tuple(get(v) for v in node)

@@ -1,0 +1,214 @@
+"""The learning-rate curves of the old run and of the resumed run, around the resume point.
+
+Two ways a resumed run gets its LR:
+
+* **rebuilt** — the training script builds its schedule again from the *new* settings (YOLOv5's
+  ``LambdaLR(lf)`` with the new ``epochs``; any LambdaLR, whose lambdas are not saved). Then
+  ``lr(e) = base_lr * f(e, total)`` with the old and the new total.
+* **restored** — the saved torch scheduler state is loaded (Lightning always does; most loops call
+  ``scheduler.load_state_dict``). Its ``T_max``/``total_steps`` win over the new settings, so the
+  curve continues the old one and may run past its end. We step a pure-Python copy of it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from ckpttool.errors import UsageError
+from ckpttool.ops.resume.context import ResumeContext
+from ckpttool.ops.resume.result import ResumeOptions
+from ckpttool.ops.resume.schedules import Schedule, builtin, from_expression
+from ckpttool.ops.resume.torch_schedulers import SchedulerOverflow, SimScheduler, build, identify, number
+
+__all__ = ["LRPlan", "make_plan", "param_groups", "MAX_SIM_STEPS"]
+
+MAX_SIM_STEPS = 5_000_000
+
+
+@dataclass
+class LRPlan:
+    """Both curves as ``(epoch, lr)`` points (first param group), and the figures around the resume."""
+
+    mode: str                                    # "rebuilt", "restored" or "unknown"
+    unit_steps: int = 1                          # scheduler steps per epoch (1: stepped per epoch)
+    unit_source: str = ""
+    old_desc: str = ""
+    new_desc: str = ""
+    old_points: list[tuple[float, float]] = field(default_factory=list)
+    new_points: list[tuple[float, float]] = field(default_factory=list)
+    last_trained: float | None = None
+    resume_old: float | None = None
+    resume_new: float | None = None
+    saved_lr: float | None = None
+    model: Schedule | None = None
+    base_lr: float | None = None
+    base_source: str = ""
+    sim: SimScheduler | None = None
+    overflow: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def jump(self) -> float | None:
+        if self.resume_new is None or not self.resume_old:
+            return None
+        return self.resume_new / self.resume_old - 1
+
+
+def param_groups(ctx: ResumeContext) -> list[dict[str, Any]]:
+    """The optimizer's param groups as plain dicts of the LR keys a scheduler reads."""
+    groups = ctx.optimizer.get("param_groups") if ctx.optimizer else None
+    out = []
+    for g in groups if isinstance(groups, list) else []:
+        if isinstance(g, dict):
+            values = {k: number(g.get(k)) for k in ("lr", "initial_lr", "max_lr", "min_lr")}
+            out.append({k: v for k, v in values.items() if v is not None})
+    if not out and ctx.scheduler:
+        last = ctx.scheduler.get("_last_lr") or ctx.scheduler.get("base_lrs") or []
+        out = [{"lr": number(v), "initial_lr": number(b)} for v, b in
+               zip(last, ctx.scheduler.get("base_lrs") or last)]
+    return out
+
+
+def model_schedule(ctx: ResumeContext, opts: ResumeOptions) -> tuple[Schedule | None, str]:
+    """The schedule the training script computes: --lr-lambda, --schedule, or what the checkpoint says."""
+    lrf = opts.lrf if opts.lrf is not None else ctx.lrf
+    if opts.lr_lambda:
+        return from_expression(opts.lr_lambda, lrf=lrf), "--lr-lambda"
+    name = opts.schedule or ctx.schedule_hint
+    if name is None:
+        return None, ""
+    src = "--schedule" if opts.schedule else "the checkpoint's settings"
+    return builtin(name, lrf=lrf, gamma=opts.gamma, step_size=opts.step_size, milestones=opts.milestones,
+                   power=opts.power), src
+
+
+def _base_lr(ctx: ResumeContext, opts: ResumeOptions, groups: list[dict[str, Any]]) -> tuple[float | None, str]:
+    if opts.lr0 is not None:
+        return opts.lr0, "--lr0"
+    if groups and groups[0].get("initial_lr") is not None:
+        return groups[0]["initial_lr"], "optimizer param_groups[0]['initial_lr']"
+    base = (ctx.scheduler or {}).get("base_lrs")
+    if isinstance(base, list) and base and number(base[0]) is not None:
+        return number(base[0]), "scheduler base_lrs[0]"
+    if ctx.lr0 is not None:
+        return ctx.lr0, f"{ctx.settings_source} lr0"
+    if groups and groups[0].get("lr") is not None:
+        return groups[0]["lr"], "optimizer param_groups[0]['lr'] (no initial_lr: assumed the base LR)"
+    return None, ""
+
+
+def make_plan(ctx: ResumeContext, opts: ResumeOptions, start: int, old_total: int | None,
+              new_total: int) -> LRPlan:
+    """Compute both curves; raises UsageError when the schedule options cannot be evaluated."""
+    groups = param_groups(ctx)
+    kind = identify(ctx.scheduler) if ctx.scheduler else None
+    model, model_src = model_schedule(ctx, opts)
+    restore = (kind is not None and kind not in ("LambdaLR", "ReduceLROnPlateau", "CyclicLR", "ChainedScheduler")
+               and opts.scheduler != "rebuild" and (opts.scheduler == "restore" or ctx.scheduler_restored
+                                                     or model is None))
+    note = ""
+    if restore and groups:
+        try:
+            return _restored(ctx, opts, groups, start, old_total, new_total)
+        except (LookupError, KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+            note = f"the saved {kind} state could not be stepped ({exc}); "
+    plan = LRPlan(mode="unknown")
+    if kind == "LambdaLR":
+        plan.notes.append("LambdaLR saves no lambdas (lr_lambdas are None): the resumed run evaluates its lambda "
+                          "with the new settings")
+    if note:
+        plan.notes.append(note + "falling back to the schedule model")
+    base, base_src = _base_lr(ctx, opts, groups)
+    plan.base_lr, plan.base_source = base, base_src
+    plan.saved_lr = groups[0].get("lr") if groups else None
+    if model is None or base is None:
+        plan.resume_old = plan.saved_lr
+        return plan
+    return _rebuilt(plan, model, model_src, ctx, opts, start, old_total, new_total)
+
+
+def _rebuilt(plan: LRPlan, model: Schedule, src: str, ctx: ResumeContext, opts: ResumeOptions, start: int,
+             old_total: int | None, new_total: int) -> LRPlan:
+    base = plan.base_lr or 0.0
+    plan.mode, plan.model, plan.unit_source = "rebuilt", model, "schedule evaluated per epoch"
+    plan.new_desc = f"{model.name}: {model.expression} with epochs={new_total} (from {src})"
+    plan.new_points = [(e, base * model.factor(e, new_total)) for e in range(start, new_total)]
+    plan.resume_new = plan.new_points[0][1] if plan.new_points else None
+    if old_total is not None:
+        plan.old_desc = f"{model.name}: {model.expression} with epochs={old_total}"
+        plan.old_points = [(e, base * model.factor(e, old_total)) for e in range(0, max(old_total, start + 1))]
+        plan.resume_old = base * model.factor(start, old_total)
+        plan.last_trained = base * model.factor(start - 1, old_total) if start > 0 else None
+    else:
+        plan.old_desc = "unknown: the old total epochs are not recorded (give --old-epochs)"
+        plan.resume_old = plan.saved_lr
+    return plan
+
+
+def _unit(ctx: ResumeContext, opts: ResumeOptions, last: int) -> tuple[int, str]:
+    """Scheduler steps per epoch, told from ``last_epoch`` against the epochs done."""
+    done = ctx.epochs_done
+    if not done:
+        return 1, "assumed stepped once per epoch (no epoch count)"
+    if last == done:
+        return 1, f"stepped once per epoch (last_epoch {last} == {done} epochs done)"
+    if opts.steps_per_epoch:
+        return opts.steps_per_epoch, f"stepped per optimizer step, {opts.steps_per_epoch} per epoch (--steps-per-epoch)"
+    guesses: list[tuple[int | None, str]] = []
+    if ctx.global_step:
+        guesses.append((ctx.global_step // done if ctx.global_step % done == 0 else None, "global_step / epochs"))
+    if ctx.ema_updates:
+        guesses.append((ctx.ema_updates // done if ctx.ema_updates % done == 0 else None, "EMA updates / epochs"))
+    for k, src in guesses:
+        if k and k > 1 and (last == done * k or (ctx.global_step is not None and last == ctx.global_step)):
+            return k, f"stepped per optimizer step, {k} steps per epoch ({src})"
+    if last > done and last % done == 0:
+        k = last // done
+        return k, f"stepped per optimizer step, {k} steps per epoch (inferred: last_epoch {last} / {done} epochs)"
+    return 1, f"assumed stepped once per epoch (last_epoch {last} does not match {done} epochs)"
+
+
+def _restored(ctx: ResumeContext, opts: ResumeOptions, groups: list[dict[str, Any]], start: int,
+              old_total: int | None, new_total: int) -> LRPlan:
+    state = copy.deepcopy(dict(ctx.scheduler or {}))
+    sim = build(state, groups)
+    k, src = _unit(ctx, opts, sim.last_epoch)
+    plan = LRPlan(mode="restored", unit_steps=k, unit_source=src, sim=sim)
+    plan.saved_lr = groups[0].get("lr")
+    plan.base_lr, plan.base_source = (sim.base_lrs[0] if sim.base_lrs else None), "scheduler base_lrs[0]"
+    desc = sim.describe()
+    plan.old_desc = f"{desc} as saved"
+    plan.new_desc = f"{desc} restored from the checkpoint (its settings win over the new --epochs)"
+    last = sim.last_epoch
+    probe = build(copy.deepcopy(dict(ctx.scheduler or {})), copy.deepcopy(groups))
+    plan.last_trained = _closed(probe, last - 1)
+    plan.resume_old = plan.resume_new = plan.saved_lr
+    horizon = old_total if old_total is not None else new_total
+    plan.old_points = [(e, v) for e in range(0, horizon) if (v := _closed(probe, e * k)) is not None]
+    end_unit = new_total * k
+    if end_unit - last > MAX_SIM_STEPS:
+        raise UsageError(f"the resumed run would step the scheduler {end_unit - last} times; more than "
+                         f"{MAX_SIM_STEPS} is not simulated")
+    plan.new_points = [(last / k, groups[0]["lr"])]
+    unit = last
+    while unit < end_unit:
+        try:
+            sim.step()
+        except SchedulerOverflow as exc:
+            plan.overflow = {"message": str(exc), "step_num": exc.step_num, "total_steps": exc.total_steps,
+                             "global_step": exc.step_num, "epoch": (exc.step_num - 1) // k,
+                             "batch": (exc.step_num - 1) % k, "steps_per_epoch": k}
+            break
+        unit += 1
+        if unit % k == 0 and unit < end_unit:
+            plan.new_points.append((unit // k, groups[0]["lr"]))
+    return plan
+
+
+def _closed(sim: SimScheduler, unit: int) -> float | None:
+    if unit < 0:
+        return None
+    values = sim.closed_form(unit)
+    return values[0] if values else None

@@ -1,0 +1,197 @@
+"""``validate_resume``: read the run facts, build both LR curves, run the checklist, suggest fixes."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from ckpttool.errors import SectionNotFound, UsageError
+from ckpttool.model import Checkpoint, StateDict
+from ckpttool.ops.resume.checks import ema_check, fmt, lr_checks, optimizer_checks, scaler_check, scheduler_checks
+from ckpttool.ops.resume.context import ResumeContext, read_context
+from ckpttool.ops.resume.fix import patch_scheduler, write_fixed
+from ckpttool.ops.resume.plan import LRPlan, make_plan
+from ckpttool.ops.resume.result import Check, ResumeOptions, ResumeResult
+from ckpttool.ops.resume.schedules import continuation
+
+__all__ = ["validate_resume"]
+
+
+def validate_resume(ckpt: Checkpoint, opts: ResumeOptions, *, fix_output: Path | None = None,
+                    force: bool = False) -> ResumeResult:
+    """Check that ``ckpt`` can be resumed with ``opts``; with ``fix_output``, write a patched copy.
+
+    Raises:
+        UsageError: options that make no plan (epochs < 1, a schedule that cannot be evaluated,
+            no way to tell the start epoch) or a fix that is not well defined.
+    """
+    if opts.epochs < 1:
+        raise UsageError(f"--epochs must be at least 1 (got {opts.epochs})")
+    ctx = read_context(ckpt)
+    if opts.start_epoch is not None:
+        ctx.start_epoch = ctx.epochs_done = opts.start_epoch
+        ctx.convention, ctx.assumed = f"--start-epoch {opts.start_epoch} (given)", False
+    if ctx.finished:
+        return _not_resumable(ckpt, ctx)
+    if ctx.start_epoch is None:
+        raise UsageError(f"cannot tell where training would restart: the {ckpt.layout} checkpoint records no epoch",
+                         hint="give --start-epoch", path=ckpt.path)
+    start, done = ctx.start_epoch, ctx.epochs_done if ctx.epochs_done is not None else ctx.start_epoch
+    readings = {"total": opts.epochs, "additional": start + opts.epochs}
+    new_total = readings[opts.epochs_mode]
+    old_total = opts.old_epochs if opts.old_epochs is not None else ctx.old_total
+    plan = make_plan(ctx, opts, start, old_total, max(new_total, start + 1))
+    if new_total <= done:
+        plan.resume_new, plan.new_points, plan.overflow = None, [], None
+    checks = [_start_check(ctx), _old_settings_check(ctx, opts, old_total, plan.mode == "restored")]
+    checks.append(_epochs_check(ctx, opts, readings, new_total, done))
+    checks.append(_reading_check(ctx, opts, readings, plan))
+    if new_total > done:
+        checks += lr_checks(plan, start, new_total, old_total, opts)
+    checks += scheduler_checks(ctx, plan, start, max(new_total, done))
+    checks += optimizer_checks(ctx, _model(ckpt), needs_initial_lr=plan.mode == "restored")
+    checks.append(scaler_check(ctx, opts.amp))
+    steps = opts.steps_per_epoch or (plan.unit_steps if plan.unit_steps > 1 else None) or _steps_from_counters(ctx)
+    ema = ema_check(ctx, steps)
+    if ema is not None:
+        checks.append(ema)
+    result = ResumeResult(
+        path=ckpt.path, layout=ckpt.layout, start_epoch=start, epochs_done=done, new_total_epochs=new_total,
+        old_total_epochs=old_total, readings=readings,
+        lr={"last_trained": plan.last_trained, "resume_old": plan.resume_old, "resume_new": plan.resume_new,
+            "jump": plan.jump},
+        curve=_window(plan, start, opts.window),
+        full_curve={"old": [list(p) for p in plan.old_points], "new": [list(p) for p in plan.new_points]},
+        schedule={"mode": plan.mode, "old": plan.old_desc, "new": plan.new_desc, "unit": plan.unit_source,
+                  "steps_per_epoch": steps, "base_lr": plan.base_lr, "base_lr_source": plan.base_source,
+                  "convention": ctx.convention, "notes": ctx.notes + plan.notes},
+        checks=checks, overflow=plan.overflow)
+    result.fixes = _fixes(ckpt, plan, checks, start, old_total, new_total, opts)
+    if fix_output is not None:
+        _apply_fix(ckpt, ctx, plan, result, new_total, fix_output, force)
+    return result
+
+
+def _model(ckpt: Checkpoint) -> StateDict | None:
+    try:
+        return ckpt.state_dict("model")
+    except SectionNotFound:
+        return None
+
+
+def _steps_from_counters(ctx: ResumeContext) -> int | None:
+    done = ctx.epochs_done
+    if done and ctx.global_step and ctx.global_step % done == 0:
+        return ctx.global_step // done
+    return None
+
+
+def _not_resumable(ckpt: Checkpoint, ctx: ResumeContext) -> ResumeResult:
+    check = Check("resume.not-resumable", "fail", f"not resumable — use as pretrained weights: {ctx.finished}",
+                  "start a new run from these weights (e.g. YOLOv5 --weights FILE without --resume)")
+    return ResumeResult(path=ckpt.path, layout=ckpt.layout, start_epoch=None, epochs_done=None, new_total_epochs=None,
+                        old_total_epochs=ctx.old_total, readings={}, lr={"last_trained": None, "resume_old": None,
+                                                                          "resume_new": None, "jump": None},
+                        curve={"old": [], "new": []}, full_curve={"old": [], "new": []},
+                        schedule={"mode": "none", "convention": ctx.convention}, checks=[check])
+
+
+def _start_check(ctx: ResumeContext) -> Check:
+    if ctx.assumed:
+        return Check("resume.start-epoch", "warn", f"start epoch {ctx.start_epoch} — {ctx.convention} (assumed)",
+                     "give --start-epoch if your script counts differently")
+    return Check("resume.start-epoch", "pass", f"start epoch {ctx.start_epoch} — {ctx.convention}")
+
+
+def _old_settings_check(ctx: ResumeContext, opts: ResumeOptions, old_total: int | None, restored: bool) -> Check:
+    if opts.old_epochs is not None:
+        return Check("resume.old-settings", "pass", f"old run: {old_total} epochs (--old-epochs)")
+    if old_total is None and restored:
+        return Check("resume.old-settings", "pass", "the old total epochs are not recorded; not needed: the restored "
+                     "scheduler state defines the curve")
+    if old_total is None:
+        return Check("resume.old-settings", "warn", "the checkpoint does not record the old run's total epochs",
+                     "give --old-epochs to compare the old and new curves")
+    extra = []
+    if ctx.lr0 is not None:
+        extra.append(f"lr0 {fmt(ctx.lr0)}")
+    if ctx.lrf is not None:
+        extra.append(f"lrf {fmt(ctx.lrf)}")
+    if ctx.schedule_hint:
+        extra.append(f"schedule {ctx.schedule_hint}")
+    tail = f" ({', '.join(extra)})" if extra else ""
+    return Check("resume.old-settings", "pass", f"old run: {old_total} epochs from {ctx.old_total_source}{tail}")
+
+
+def _epochs_check(ctx: ResumeContext, opts: ResumeOptions, readings: dict[str, int], new_total: int,
+                  done: int) -> Check:
+    if new_total <= done:
+        yolo = ""
+        if ctx.layout == "yolov5" and opts.epochs_mode == "total" and ctx.saved_epoch is not None:
+            yolo = (f"; YOLOv5 itself would fine-tune {opts.epochs} more epochs (epochs += ckpt['epoch'] → "
+                    f"{opts.epochs + ctx.saved_epoch})")
+        return Check("resume.epochs", "fail",
+                     f"the new total of {new_total} epochs is not more than the {done} epochs already done{yolo}",
+                     f"use --epochs-mode additional (total {readings['additional']}) or --epochs above {done}")
+    return Check("resume.epochs", "pass", f"{new_total - done} more epochs: {done} done, new total {new_total}")
+
+
+def _reading_check(ctx: ResumeContext, opts: ResumeOptions, readings: dict[str, int], plan: LRPlan) -> Check:
+    other = "additional" if opts.epochs_mode == "total" else "total"
+    msg = (f"--epochs {opts.epochs} read as {opts.epochs_mode} → {readings[opts.epochs_mode]} epochs in all; "
+           f"read as {other} → {readings[other]}")
+    if plan.mode == "rebuilt" and plan.model is not None and plan.base_lr and readings[other] > (ctx.start_epoch or 0):
+        lr_other = plan.base_lr * plan.model.factor(ctx.start_epoch or 0, readings[other])
+        msg += f" (resumed LR {fmt(lr_other)} under that reading)"
+    if ctx.layout == "lightning" and plan.mode == "restored":
+        msg += "; Lightning restores the scheduler wholesale, so its saved T_max/total_steps apply either way"
+    return Check("resume.epochs-reading", "pass", msg)
+
+
+def _window(plan: LRPlan, start: int, window: int) -> dict[str, list[list[float]]]:
+    old = [[e, v] for e, v in plan.old_points if start - window <= e < start + window]
+    new = [[e, v] for e, v in plan.new_points if start <= e < start + window]
+    return {"old": old, "new": new}
+
+
+def _fixes(ckpt: Checkpoint, plan: LRPlan, checks: list[Check], start: int, old_total: int | None, new_total: int,
+           opts: ResumeOptions) -> list[str]:
+    bad = {c.code for c in checks if c.status != "pass"}
+    out: list[str] = []
+    if plan.mode == "rebuilt" and "resume.lr-jump" in bad and plan.model is not None and old_total is not None:
+        base = plan.base_lr or 0.0
+        if old_total > start:
+            out.append(f"keep the old total: --epochs {old_total} (the LR continues at {fmt(plan.resume_old)})")
+        x = round(start * new_total / old_total)
+        if start < x < new_total:
+            out.append(f"keep the same fraction of the schedule: set scheduler.last_epoch = {x - 1} after building it "
+                       f"(the new schedule resumes at its epoch {x}, LR {fmt(base * plan.model.factor(x, new_total))}; "
+                       f"{new_total - x} epochs left)")
+        cont = continuation(plan.model, start, old_total, new_total)
+        if cont is not None:
+            end = base * cont.factor(new_total, new_total)
+            first = fmt(base * cont.factor(start, new_total))
+            out.append(f"continue smoothly: lf = lambda x: {cont.expression}  (or --lr-lambda '{cont.expression}'; "
+                       f"LR {first} at epoch {start}, {fmt(end)} at epoch {new_total})")
+    if bad & {"resume.scheduler-overflow", "resume.scheduler-t-max"}:
+        out.append(f"write a patched copy: ckpttool validate-resume {ckpt.path} --epochs {opts.epochs} "
+                   f"--epochs-mode {opts.epochs_mode} --fix -o {ckpt.path.stem}_resume{ckpt.path.suffix or '.pt'}")
+    return out
+
+
+def _apply_fix(ckpt: Checkpoint, ctx: ResumeContext, plan: LRPlan, result: ResumeResult, new_total: int,
+               output: Path, force: bool) -> None:
+    if ctx.scheduler is None or ctx.scheduler_source is None:
+        raise UsageError("--fix needs a saved scheduler state to patch; this checkpoint has none")
+    patched, what = patch_scheduler(ctx.scheduler, new_total * plan.unit_steps)
+    written, notes = write_fixed(ckpt.tree, ctx.scheduler_source, patched, output, inputs=[ckpt.path], force=force)
+    after = copy.copy(ctx)
+    after.scheduler = patched
+    replan = make_plan(after, ResumeOptions(epochs=new_total, scheduler="restore",
+                                            steps_per_epoch=plan.unit_steps if plan.unit_steps > 1 else None),
+                       result.start_epoch or 0, result.old_total_epochs, new_total)
+    written.update(patched=what, next_epoch_lr=replan.new_points[1][1] if len(replan.new_points) > 1 else None,
+                   overflow_after=replan.overflow)
+    result.written = written
+    result.checks.append(Check("resume.fix", "pass", f"wrote {output}: {what}"))
+    result.checks.extend(notes)

@@ -1,0 +1,1 @@
+"""Property-based mutation tests of the readers."""

@@ -1,0 +1,1 @@
+"""Hostile checkpoints: nothing they name is ever run."""

@@ -1,0 +1,1 @@
+"""Malformed checkpoints: one-line errors, bounded time and memory."""

@@ -1,0 +1,63 @@
+"""Alignment decisions: each with a reason; ambiguities reported, never guessed."""
+
+from __future__ import annotations
+
+from ckpttool.ops.remap import Target, align, coverage, plan
+
+W, B = (6, 3, 5, 5), (6,)
+
+
+def _run(src: dict, tgt: dict):
+    result = align(src, Target(tgt))
+    p = plan(list(src), result.rules(list(src)))
+    return result, p
+
+
+def test_same_name_unique_signature_and_order():
+    src = {"a.weight": W, "a.bias": B, "l1.weight": (4, 4), "l2.weight": (4, 4), "x.weight": (9,)}
+    tgt = {"a.weight": W, "a.bias": B, "blocks.0.weight": (4, 4), "blocks.1.weight": (4, 4), "y.weight": (9,)}
+    result, p = _run(src, tgt)
+    assert result.matches["a"] == ("a", "same name and shapes")
+    assert result.matches["l1"] == ("blocks.0", "same shapes, by order (1 of 2)")
+    assert result.matches["l2"] == ("blocks.1", "same shapes, by order (2 of 2)")
+    assert result.matches["x"] == ("y", "unique shape signature")
+    assert coverage({r.dst: src[r.src] for r in p.mapping}, Target(tgt)).loads_strict
+
+
+def test_name_similarity_beats_order_when_clear():
+    src = {"encoder.query.weight": (8, 8), "encoder.value.weight": (8, 8)}
+    tgt = {"enc.value_proj.weight": (8, 8), "enc.query_proj.weight": (8, 8)}
+    result, p = _run(src, tgt)
+    assert result.matches["encoder.query"][0] == "enc.query_proj"
+    assert "name similarity" in result.matches["encoder.query"][1]
+    assert p.forward["encoder.value.weight"] == "enc.value_proj.weight"
+
+
+def test_two_sources_for_one_target_is_ambiguous_and_both_stay_out():
+    src = {"conv1.weight": W, "conv1.bias": B, "conv_a.weight": W, "conv_a.bias": B}
+    tgt = {"backbone.0.weight": W, "backbone.0.bias": B}
+    result, p = _run(src, tgt)
+    assert result.ambiguous == [(["conv1", "conv_a"], ["backbone.0"])]
+    (finding,) = [f for f in result.findings if f.code == "remap.ambiguous"]
+    assert finding.hint == "settle it with --map, e.g. --map conv1=backbone.0"
+    assert not p.mapping and len(p.dropped) == 4
+
+
+def test_leftovers_missing_and_shape_mismatch_in_coverage():
+    src = {"a.weight": (3, 3), "b.weight": (5,)}
+    tgt = {"a.weight": (3, 4), "c.weight": (7,)}
+    result, p = _run(src, tgt)
+    assert sorted(result.leftovers) == ["a", "b"]
+    assert result.missing == ["a", "c"]
+    codes = {f.code for f in result.findings}
+    assert codes == {"remap.leftover", "remap.missing"}
+    cov = coverage({"a.weight": (3, 3)}, Target(tgt))
+    assert cov.shape_mismatched == [("a.weight", (3, 3), (3, 4))] and cov.missing == ["c.weight"]
+    assert not cov.loads_strict and cov.to_dict()["counts"]["shape_mismatched"] == 1
+
+
+def test_parent_and_child_modules_decided_separately():
+    src = {"blk.weight": (2,), "blk.sub.weight": (3,)}
+    tgt = {"stage.weight": (2,), "blk.sub.weight": (3,)}
+    _, p = _run(src, tgt)
+    assert p.forward == {"blk.weight": "stage.weight", "blk.sub.weight": "blk.sub.weight"}

@@ -1,0 +1,159 @@
+"""The reference scenario end to end: Model1's weights and training checkpoint moved to Model2's keys.
+
+torch is the oracle: Model2 loads the output strictly, computes what Model1 computed, and its
+optimizer, resumed from the remapped state, takes the same step Model1's takes.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ckpttool.cli import main
+from fixtures.reference_models import Model1, Model2
+from tests.conftest import FIXTURES
+from tests.oracle import torch_load
+
+LAYOUT = FIXTURES / "model1_to_model2.toml"
+PAIRS = {"conv1": "backbone.0", "conv2": "backbone.3", "fc1": "fc1", "fc5": "fc5", "fc3": "fc3"}
+HOW = {
+    "layout": ["--to", "sequential", "--layout", str(LAYOUT)],
+    "like": ["--like", str(FIXTURES / "model2_state_dict.pt"), "--map", "conv1=backbone.0"],
+    "model": ["--model", "fixtures.reference_models:Model2", "--map", "conv1=backbone.0"],
+}
+
+
+def _remap(src, out, how, *extra) -> int:
+    return main(["remap", str(src), "-o", str(out), *HOW[how], *extra])
+
+
+def _load(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _batch():
+    g = torch.Generator().manual_seed(7)
+    return torch.randn(4, 3, 32, 32, generator=g), torch.randint(0, 10, (4,), generator=g)
+
+
+@pytest.mark.parametrize("how", sorted(HOW))
+def test_state_dict_becomes_model2(tmp_path, how):
+    out = tmp_path / "m2.pt"
+    assert _remap(FIXTURES / "model1_state_dict.pt", out, how) == 0
+    new = _load(out)
+    m2 = Model2()
+    m2.load_state_dict(new, strict=True)
+    ref = _load(FIXTURES / "model2_state_dict.pt")
+    assert list(new) == list(ref)
+    assert all(torch.equal(new[k], ref[k]) for k in ref)  # bit-identical to the fixture made by torch
+    m1 = Model1()
+    m1.load_state_dict(_load(FIXTURES / "model1_state_dict.pt"))
+    x, _ = _batch()
+    with torch.no_grad():
+        assert torch.allclose(m1(x), m2(x))
+
+
+def _sgd(params):
+    return torch.optim.SGD(params, lr=0.01, momentum=0.937, nesterov=True)
+
+
+def _step(model, opt, x, y):
+    opt.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    opt.step()
+
+
+@pytest.mark.parametrize("how", ["layout", "like"])
+def test_training_checkpoint_resumes_in_model2(tmp_path, how):
+    out = tmp_path / "m2_train.pt"
+    assert _remap(FIXTURES / "model1_train.pt", out, how) == 0
+    orig, new = torch_load(FIXTURES / "model1_train.pt"), _load(out)
+    assert set(new) == set(orig)  # every entry of the training dict kept
+    for key in ("epoch", "updates", "best_fitness", "opt", "scheduler", "scaler"):
+        assert new[key] == orig[key], key
+    assert set(new["ema"]) == set(Model2().state_dict())
+
+    m1, m2 = Model1(), Model2()
+    m1.load_state_dict({k: v.float() for k, v in orig["model"].state_dict().items()})
+    m2.load_state_dict({k: v.float() for k, v in new["model"].items()}, strict=True)
+    x, y = _batch()
+    with torch.no_grad():
+        assert torch.allclose(m1(x), m2(x))
+
+    o1, o2 = _sgd(m1.parameters()), _sgd(m2.parameters())
+    o1.load_state_dict(orig["optimizer"])
+    o2.load_state_dict(new["optimizer"])  # group sizes fit Model2
+    for old, mod in PAIRS.items():  # each parameter got its own momentum back
+        for leaf in ("weight", "bias"):
+            p1 = m1.get_parameter(f"{old}.{leaf}")
+            p2 = m2.get_parameter(f"{mod}.{leaf}")
+            assert torch.equal(o1.state[p1]["momentum_buffer"], o2.state[p2]["momentum_buffer"])
+    _step(m1, o1, x, y)
+    _step(m2, o2, x, y)
+    sd1, sd2 = m1.state_dict(), m2.state_dict()
+    for old, mod in PAIRS.items():
+        for leaf in ("weight", "bias"):
+            assert torch.allclose(sd1[f"{old}.{leaf}"], sd2[f"{mod}.{leaf}"], rtol=0, atol=1e-7)
+
+
+def test_ambiguity_is_reported_not_guessed(tmp_path):
+    out = tmp_path / "m2.pt"
+    assert main(["remap", str(FIXTURES / "model1_state_dict.pt"), "-o", str(out),
+                 "--like", str(FIXTURES / "model2_state_dict.pt"), "--dry-run", "--json"]) == 0
+    assert not out.exists()
+
+
+def test_ambiguity_json(capsys):
+    main(["remap", str(FIXTURES / "model1_state_dict.pt"), "--like", str(FIXTURES / "model2_state_dict.pt"),
+          "--dry-run", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema_version"] == 1
+    amb = [f for f in doc["findings"] if f["code"] == "remap.ambiguous"]
+    assert len(amb) == 1 and "conv1" in amb[0]["message"] and "conv_a" in amb[0]["message"]
+    assert "backbone.0" in amb[0]["message"]
+    moved = {m["from"]: m["to"] for m in doc["mapping"]}
+    assert "conv1.weight" not in moved and "conv_a.weight" not in moved  # neither was picked
+    assert moved["conv2.weight"] == "backbone.3.weight"
+    assert doc["coverage"]["missing"] == ["backbone.0.weight", "backbone.0.bias"]
+    assert doc["coverage"]["loads_strict"] is False
+
+
+def test_strict_turns_ambiguity_into_an_error(tmp_path, capsys):
+    out = tmp_path / "m2.pt"
+    rc = main(["remap", str(FIXTURES / "model1_state_dict.pt"), "-o", str(out),
+               "--like", str(FIXTURES / "model2_state_dict.pt"), "--strict"])
+    assert rc == 2 and not out.exists()
+    err = capsys.readouterr().err
+    assert "remap-conflict" in err and "conv_a" in err and "Traceback" not in err
+
+
+def test_settled_mapping_json_drops_conv_a_with_a_finding(capsys):
+    main(["remap", str(FIXTURES / "model1_state_dict.pt"), *HOW["like"], "--dry-run", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["dropped"] == ["conv_a.weight", "conv_a.bias"]
+    assert any(f["code"] == "remap.leftover" and "conv_a" in f["message"] for f in doc["findings"])
+    assert not any(f["code"] == "remap.ambiguous" for f in doc["findings"])
+    assert doc["coverage"]["loads_strict"] is True
+    assert {"from": "conv2.weight", "to": "backbone.3.weight", "reason": "align: unique shape signature"} \
+        in doc["mapping"]
+    assert doc["output"] is None and doc["dry_run"] is True
+
+
+def test_layout_drop_is_a_finding(capsys):
+    main(["remap", str(FIXTURES / "model1_state_dict.pt"), *HOW["layout"], "--dry-run", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["dropped"] == ["conv_a.weight", "conv_a.bias"]
+    assert any(f["code"] == "remap.dropped" and "conv_a.weight" in f["message"] for f in doc["findings"])
+    assert {"from": "conv2.bias", "to": "backbone.3.bias", "reason": "layout backbone[3]"} in doc["mapping"]
+
+
+def test_back_to_named_matches_model1_without_conv_a(tmp_path):
+    out = tmp_path / "m1.pt"
+    assert main(["remap", str(FIXTURES / "model2_state_dict.pt"), "-o", str(out),
+                 "--to", "named", "--layout", str(LAYOUT)]) == 0
+    back, m1 = _load(out), _load(FIXTURES / "model1_state_dict.pt")
+    assert list(back) == [k for k in m1 if not k.startswith("conv_a.")]
+    assert all(torch.equal(back[k], m1[k]) for k in back)
