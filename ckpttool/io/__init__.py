@@ -82,8 +82,12 @@ def read_tree(path: Path, *, keep_going: bool = False) -> TreeRead:
         load = run_pickle(file.read(0, size), "pickle", None, keep_going=keep_going)
         return TreeRead(path, fmt, load.value, size, [load], [])
     if fmt == "torch-tar":
-        raise UnsupportedFormat("torch's pre-0.4 tar format is not supported; re-save it with "
-                                "torch 1.x", path=path)
+        from ckpttool.io.torch_tar import read_torch_tar
+
+        tree, loads, modules = read_torch_tar(path, file, keep_going=keep_going)
+        anomalies = [f"legacy module record for {name} embeds the source file path {src!r}"
+                     for name, src in modules if src]
+        return TreeRead(path, fmt, tree, size, loads, anomalies)
     raise UnreadableCheckpoint("not a checkpoint: unrecognised bytes (not a torch zip, legacy "
                                "torch file, safetensors or pickle)", path=path)
 
