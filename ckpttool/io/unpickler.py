@@ -16,6 +16,7 @@ Nothing here imports torch or numpy.
 
 from __future__ import annotations
 
+import _compat_pickle
 import codecs
 import struct
 from collections import Counter
@@ -68,6 +69,7 @@ class SafeUnpickler:
         self.metastack: list[list[Any]] = []
         self.memo: dict[int, Any] = {}
         self.frame_end: int | None = None
+        self.proto = 0
         self.result = PickleResult(None, start)
         self._tuple_shape: dict[int, tuple[int, int]] = {}  # id -> (depth, logical size) of nested tuples
         self._keepalive: list[Any] = []
@@ -158,6 +160,11 @@ class SafeUnpickler:
     def _global(self, module: Any, name: Any) -> GlobalRef:
         if not isinstance(module, str) or not isinstance(name, str):
             raise CorruptPickle("a global's module and name must be strings")
+        if self.proto < 3:  # Python 2 names, mapped as pickle's fix_imports (torch.load's default) does
+            if (module, name) in _compat_pickle.NAME_MAPPING:
+                module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+            elif module in _compat_pickle.IMPORT_MAPPING:
+                module = _compat_pickle.IMPORT_MAPPING[module]
         key = (module, name)
         self.result.globals[key] += 1
         if key not in self.result.kinds:
@@ -190,13 +197,41 @@ class SafeUnpickler:
         table = [None if h is None else h.__get__(self) for h in _TABLE]
         data = self.data
         size = len(data)
+        memo = self.memo
+        unpack_from = struct.unpack_from
         while True:
             pos = self.pos
-            if self.frame_end is not None and pos >= self.frame_end:
-                self.frame_end = None
+            frame_end = self.frame_end
+            if frame_end is not None and pos >= frame_end:
+                self.frame_end = frame_end = None
             if pos >= size:
                 raise TruncatedFile("pickle data ends before its STOP opcode")
             op = data[pos]
+            # Fast paths for the opcodes that make up most of a state_dict pickle. Each is taken only
+            # when its whole argument lies before the data end and any FRAME end; otherwise the
+            # generic handler below runs and reports the precise error.
+            limit = size if frame_end is None else frame_end
+            if op == 0x72 and pos + 5 <= limit and self.stack:  # LONG_BINPUT
+                memo[unpack_from("<I", data, pos + 1)[0]] = self.stack[-1]
+                self.pos = pos + 5
+                continue
+            if op == 0x68 and pos + 2 <= limit and data[pos + 1] in memo:  # BINGET
+                self.stack.append(memo[data[pos + 1]])
+                self.pos = pos + 2
+                continue
+            if op == 0x4B and pos + 2 <= limit:  # BININT1
+                self.stack.append(data[pos + 1])
+                self.pos = pos + 2
+                continue
+            if op == 0x4D and pos + 3 <= limit:  # BININT2
+                self.stack.append(unpack_from("<H", data, pos + 1)[0])
+                self.pos = pos + 3
+                continue
+            if op == 0x28:  # MARK
+                self.metastack.append(self.stack)
+                self.stack = []
+                self.pos = pos + 1
+                continue
             self.pos = pos + 1
             handler = table[op]
             if handler is None:
@@ -212,6 +247,7 @@ class SafeUnpickler:
         proto = self._take(1)[0]
         if proto > 5:
             raise CorruptPickle(f"unsupported pickle protocol {proto}")
+        self.proto = proto
 
     def op_frame(self) -> None:
         length = self._u("<Q", 8)
