@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from ckpttool.errors import CkptError
 from ckpttool.io.globals_policy import GlobalKind
 from ckpttool.io.pickles import PickleLoad
 from ckpttool.model import Finding, GlobalUse, Stub
@@ -20,7 +21,7 @@ def dangerous_locations(tree: Any) -> dict[str, str]:
         for path, obj in walk(tree):
             if isinstance(obj, Stub) and obj.dangerous:
                 where.setdefault(obj.qualname.split("(", 1)[0], path or "<root>")
-    except Exception:  # noqa: BLE001 - locations are a courtesy; the finding stands without them
+    except CkptError:  # a tree too big to walk: the finding stands without a location
         pass
     return where
 

@@ -55,6 +55,7 @@ def _module_tree(section: SectionReport, depth: int) -> Any:
         for i in range(1, len(parts)):
             prefix = ".".join(parts[:i])
             counts[prefix] = counts.get(prefix, 0) + t.numel
+    hidden: dict[str, int] = {}
     for key, t in sd.items():
         parts = key.split(".")
         parent = ""
@@ -65,6 +66,9 @@ def _module_tree(section: SectionReport, depth: int) -> Any:
                 label = f"[cyan]{parts[i - 1]}[/cyan]  [dim]{human_count(counts[prefix])}[/dim]"
                 nodes[prefix] = (nodes[parent][0].add(label), [0])
             parent = prefix
+        if len(parts) - 1 > depth:  # collapsed: counted on the deepest shown module
+            hidden[parent] = hidden.get(parent, 0) + 1
+            continue
         leaf = ".".join(parts[shown:])
         kind = sd.kind_of(key)
         extra = "" if kind in (None, "parameter") else f"  [dim]{kind}[/dim]"
@@ -76,6 +80,9 @@ def _module_tree(section: SectionReport, depth: int) -> Any:
         if stats and (stats.get("nan") or stats.get("inf")):
             stat_text += f"  [red]nan {stats.get('nan', 0)} inf {stats.get('inf', 0)}[/red]"
         nodes[parent][0].add(f"{leaf}  {t.dtype} {list(t.shape)}{extra}{stat_text}")
+    for prefix, n in hidden.items():
+        node = nodes[prefix][0]
+        node.label = f"{node.label}  [dim]({n} tensors below; --depth to expand)[/dim]"
     return root
 
 
