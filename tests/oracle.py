@@ -17,12 +17,21 @@ import torch
 from ckpttool.tree import join
 
 
+class _AnyAttribute(type):
+    """Metaclass of stand-ins: ``getattr(StandIn, "anything")`` (pickled bound methods) works."""
+
+    def __getattr__(cls, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: None
+
+
 class _LenientUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         try:
             return super().find_class(module, name)
         except (ImportError, AttributeError):
-            return type(name, (torch.nn.Module,), {"__module__": module})
+            return _AnyAttribute(name, (torch.nn.Module,), {"__module__": module})
 
 
 lenient_pickle = types.ModuleType("lenient_pickle")
