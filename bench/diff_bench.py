@@ -117,6 +117,35 @@ _TORCH = textwrap.dedent("""
 """)
 
 
+# Does torch pay for the numeric work? The same statistics on one changed tensor pair, numpy vs torch.
+_KERNEL = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from ckpttool.io import open_checkpoint
+    from ckpttool.ops.diff.values import numeric_stats
+    a = open_checkpoint(Path(sys.argv[1])).state_dict()
+    c = open_checkpoint(Path(sys.argv[2])).state_dict()
+    keys = [k for k in a if a[k].nbytes >= 16 << 20][:4]
+    t = time.perf_counter()
+    for k in keys:
+        numeric_stats(a[k], c[k], 1e-5, 1e-8)
+    t_np = time.perf_counter() - t
+    t = time.perf_counter()
+    import torch
+    t_import = time.perf_counter() - t
+    t = time.perf_counter()
+    for k in keys:
+        x, y = a[k].to_torch().double().flatten(), c[k].to_torch().double().flatten()
+        d = (x - y).abs()
+        (d.max().item(), d.mean().item(), (d.norm() / x.norm()).item(), (x @ y / (x.norm() * y.norm())).item(),
+         int((~torch.isclose(x, y)).sum()))
+    t_torch = time.perf_counter() - t
+    mib = sum(a[k].nbytes for k in keys) / 2**20
+    print(f"{mib:.0f} MiB of changed tensors: numpy chunked {t_np:.2f} s; torch whole-tensor {t_torch:.2f} s "
+          f"(+ {t_import:.2f} s to import torch, {torch.get_num_threads()} threads)")
+""")
+
+
 def _run(cmd: list[str]) -> tuple[float, float, int]:
     """Wall seconds, peak RSS (MiB) and exit status of one child process."""
     t0 = time.perf_counter()
@@ -161,7 +190,9 @@ def main() -> None:
     gib = a.stat().st_size / 2**30
     t_torch = _best([PY, "-c", "import torch"], args.repeat)[0]
     t_numpy = _best([PY, "-c", "import numpy, ml_dtypes"], args.repeat)[0]
-    print(f"\nfiles: 2 x {gib:.2f} GiB torch zip; best of {args.repeat} warm runs; peak RSS of the child process\n")
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\nfiles: 2 x {gib:.2f} GiB torch zip; best of {args.repeat} warm runs; peak RSS of the child process; "
+          f"{os.cpu_count()} CPUs, load average {load} at start\n")
     print("| case | contender | time (s) | peak RSS (MiB) | exit |")
     print("|---|---|---:|---:|---:|")
     for case, (x, y) in pairs.items():
@@ -170,6 +201,8 @@ def main() -> None:
                 continue  # byte comparisons stop at the first difference: no figures to compare
             wall, rss, rc = _best(make(x, y), args.repeat)
             print(f"| {case} | {name} | {wall:.2f} | {rss:.0f} | {rc} |", flush=True)
+    kernel = subprocess.run([PY, "-c", _KERNEL, str(a), str(c)], capture_output=True, text=True, check=True)
+    print(f"\nnumeric kernel: {kernel.stdout.strip()}")
     print(f"\nimport cost: `import torch` {t_torch:.2f} s, `import numpy, ml_dtypes` {t_numpy:.2f} s "
           f"(ckpttool diff imports only the latter)")
     if not args.keep:

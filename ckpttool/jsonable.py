@@ -31,7 +31,8 @@ def _convert(obj: Any, depth: int, budget: _Budget, max_items: int) -> Any:
         return "…"
     if obj is None or isinstance(obj, bool | int | str):
         if isinstance(obj, int) and not isinstance(obj, bool) and abs(obj) > 2**63:
-            return str(obj)
+            # past ~4300 digits str() refuses (CPython's guard against quadratic conversion)
+            return str(obj) if obj.bit_length() <= 4096 else f"<int of {obj.bit_length()} bits>"
         return obj if not isinstance(obj, str) or len(obj) <= 2000 else obj[:2000] + "…"
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else str(obj)

@@ -20,7 +20,10 @@ MAX_DEPTH = 400
 
 def join(path: str, key: Any) -> str:
     """Dotted path of ``key`` under ``path`` (non-string keys shown as ``[repr]``)."""
-    part = key if isinstance(key, str) else f"[{key!r}]" if not isinstance(key, int) else str(key)
+    try:
+        part = key if isinstance(key, str) else f"[{key!r}]" if not isinstance(key, int) else str(key)
+    except ValueError:  # an integer past CPython's 4300-digit guard on str()
+        part = "[<huge int>]"
     if isinstance(part, str) and len(part) > 200:
         part = part[:200] + "…"
     return f"{path}.{part}" if path else part

@@ -52,9 +52,23 @@ class _DelayedBar:
             self._bar = None
 
 
+def _remap_options(rules_file: Path | None, like: Path | None) -> dict[str, Any]:
+    """``--rules`` and ``--like`` through the remap engine's rule files and module alignment."""
+    out: dict[str, Any] = {}
+    if rules_file is not None:
+        from ckpttool.ops.remap import load_rules
+
+        out["rules"] = tuple(load_rules(rules_file))
+    if like is not None:
+        from ckpttool.ops.remap.target import target_from_checkpoint
+
+        out["like"] = target_from_checkpoint(like)
+    return out
+
+
 def _options(section: str, rtol: float, atol: float, strip_prefix: tuple[str, ...], normalize_keys: bool,
              maps: tuple[str, ...], group_by: str | None, depth: int | None, fail_on: tuple[str, ...],
-             ignore_dtype: bool) -> Any:
+             ignore_dtype: bool, rules_file: Path | None = None, like: Path | None = None) -> Any:
     from ckpttool.ops.diff import Alignment, DiffOptions, parse_maps, parse_rule
 
     if rtol < 0 or atol < 0:
@@ -62,7 +76,7 @@ def _options(section: str, rtol: float, atol: float, strip_prefix: tuple[str, ..
     if depth is not None and group_by is None:
         raise UsageError("--depth only applies with --group-by module")
     alignment = Alignment(strip_prefixes=tuple(p for p in strip_prefix if p), normalize=normalize_keys,
-                          maps=parse_maps(maps))
+                          maps=parse_maps(maps), **_remap_options(rules_file, like))
     return DiffOptions(section=section, rtol=rtol, atol=atol, alignment=alignment, ignore_dtype=ignore_dtype,
                        fail_on=tuple(parse_rule(r) for r in fail_on),
                        group_depth=(depth or 1) if group_by else None)
@@ -80,6 +94,10 @@ def _options(section: str, rtol: float, atol: float, strip_prefix: tuple[str, ..
               help="Drop leading 'module.' / '_orig_mod.' wrapper prefixes (DDP, torch.compile) on both sides.")
 @click.option("--map", "maps", multiple=True, metavar="OLD=NEW",
               help="Rename module path OLD in A to NEW (whole components: conv1 never matches conv10).")
+@click.option("--rules", "rules_file", type=click.Path(path_type=Path), default=None, metavar="FILE",
+              help="Rename A's keys with a remap rules file (TOML [[rule]] tables, as for 'ckpttool remap').")
+@click.option("--like", type=click.Path(path_type=Path), default=None, metavar="REF",
+              help="Align A's modules to REF's model by shape signature and name (usually REF is B).")
 @click.option("--group-by", type=click.Choice(["module"]), default=None, help="Roll results up by module prefix.")
 @click.option("--depth", type=click.IntRange(1, 64), default=None, help="Module levels for --group-by [1].")
 @click.option("--all", "show_all", is_flag=True, help="List every tensor, identical ones included.")
@@ -90,8 +108,9 @@ def _options(section: str, rtol: float, atol: float, strip_prefix: tuple[str, ..
               help="A dtype change alone (values within tolerance) is not a difference.")
 @json_option
 def command(a: Path, b: Path, section: str, rtol: float, atol: float, strip_prefix: tuple[str, ...],
-            normalize_keys: bool, maps: tuple[str, ...], group_by: str | None, depth: int | None, show_all: bool,
-            fail_on: tuple[str, ...], ignore_dtype: bool, as_json: bool) -> int:
+            normalize_keys: bool, maps: tuple[str, ...], rules_file: Path | None, like: Path | None,
+            group_by: str | None, depth: int | None, show_all: bool, fail_on: tuple[str, ...], ignore_dtype: bool,
+            as_json: bool) -> int:
     """Compare two checkpoints, any formats, section by section.
 
     Tensors with identical bytes are confirmed by a streamed byte comparison; others get
@@ -105,6 +124,8 @@ def command(a: Path, b: Path, section: str, rtol: float, atol: float, strip_pref
       ckpttool diff last.pt best.pt --section all
       ckpttool diff ddp.pt plain.pt --normalize-keys
       ckpttool diff old.pt new.pt --map conv1=backbone.0 --map conv2=backbone.3
+      ckpttool diff old.pt new.pt --rules rename.toml
+      ckpttool diff old.pt new.pt --like new.pt
       ckpttool diff base.pt tuned.pt --group-by module --depth 2
       ckpttool diff base.pt tuned.pt --fail-on 'backbone.*:max_abs>0' --json
 
@@ -115,7 +136,7 @@ def command(a: Path, b: Path, section: str, rtol: float, atol: float, strip_pref
     from ckpttool.ops.diff import diff_checkpoints
 
     options = _options(section, rtol, atol, strip_prefix, normalize_keys, maps, group_by, depth, fail_on,
-                       ignore_dtype)
+                       ignore_dtype, rules_file, like)
     ckpt_a, ckpt_b = open_checkpoint(a), open_checkpoint(b)
     bar = _DelayedBar()
     try:

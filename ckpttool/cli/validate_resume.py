@@ -65,9 +65,11 @@ def command(path: Path, epochs: int, epochs_mode: str, schedule: str | None, lr_
     """Check a resume plan before spending GPU hours: start epoch, LR continuity, scheduler,
     optimizer, GradScaler and EMA state.
 
-    Predicts the learning rate the resumed run will use (LambdaLR lambdas are rebuilt from the new
-    settings; saved torch schedulers are stepped in pure Python), the jump at the resume point,
-    and failures such as a OneCycleLR stepped past total_steps. Never runs code from the file.
+    PATH is a checkpoint file (YOLOv5/ultralytics, Lightning, timm, mmengine, a training dict) or a
+    Hugging Face Trainer checkpoint-N/ folder. Predicts the learning rate the resumed run will use
+    (LambdaLR lambdas are rebuilt from the new settings; saved torch schedulers are stepped in pure
+    Python), the jump at the resume point, and failures such as a OneCycleLR stepped past
+    total_steps. Never runs code from the file.
 
     \b
     Exit status: 0 every check passes, 1 a check failed, 2 bad input.
@@ -77,6 +79,7 @@ def command(path: Path, epochs: int, epochs_mode: str, schedule: str | None, lr_
       ckpttool validate-resume last.pt --epochs 100 --epochs-mode additional --schedule cosine --lrf 0.2
       ckpttool validate-resume last.ckpt --epochs 30 --steps-per-epoch 500 --json
       ckpttool validate-resume last.pt --epochs 20 --fix -o last_resume.pt
+      ckpttool validate-resume output/checkpoint-1500 --epochs 6
     """
     import ckpttool
     from ckpttool.ops.resume import ResumeOptions, validate_resume
@@ -98,7 +101,9 @@ def command(path: Path, epochs: int, epochs_mode: str, schedule: str | None, lr_
                          lrf=lrf, lr0=lr0, gamma=gamma, step_size=step_size, milestones=_milestones(milestones),
                          power=power, steps_per_epoch=steps_per_epoch, old_epochs=old_epochs, start_epoch=start_epoch,
                          max_jump=max_jump, amp=amp, scheduler=scheduler_mode, window=window)  # type: ignore[arg-type]
-    ckpt = ckpttool.open(path)
+    from ckpttool.ops.resume.hf_trainer import is_trainer_folder, open_trainer_folder
+
+    ckpt = open_trainer_folder(Path(path)) if is_trainer_folder(Path(path)) else ckpttool.open(path)
     result = validate_resume(ckpt, opts, fix_output=output if fix else None, force=force)
     if plot_file is not None:
         from ckpttool.report.resume import save_plot

@@ -8,6 +8,8 @@ extension that lies about the format, zip anomalies). Only ``CkptError`` escapes
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +112,12 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise ResourceLimit("the object tree nests too deeply", path=path) from None
     except MemoryError:
         raise ResourceLimit("reading needs more memory than is available", path=path) from None
+    except (ValueError, TypeError, LookupError, ArithmeticError, AttributeError, OSError, struct.error,
+            zlib.error) as exc:
+        # A reader bug met on a malformed file: still an error about the file, never a traceback.
+        # (The fuzz harness and tests call read_tree/_checkpoint directly, so bugs stay visible.)
+        raise UnreadableCheckpoint(f"the file could not be parsed ({type(exc).__name__})", path=path,
+                                   hint="if the file is valid, please report this as a ckpttool bug") from exc
     return ckpt
 
 

@@ -11,29 +11,89 @@ import contextlib
 import hashlib
 import os
 import secrets
+import zlib
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ckpttool.errors import OutputRefused
+
+_WRITEBACK = 64 * 1024 * 1024
 
 __all__ = ["HashingSink", "temporary_output", "commit", "check_target", "fsync_dir"]
 
 
 class HashingSink:
-    """Sequential writes to a descriptor, with the position and the sha256 of all bytes so far."""
+    """Sequential writes to a descriptor, with the position and the sha256 of all bytes so far.
+
+    Hashing (and the CRC-32 of the current zip record, between ``begin_crc`` and ``end_crc``) runs
+    on a worker thread while the next piece is written (both release the GIL); at most one piece
+    is in flight, so memory stays bounded by two chunks.
+    """
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.position = 0
         self.sha256 = hashlib.sha256()
+        self._crc: int | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
+        self._flushed = 0
+
+    def _hash(self, view: memoryview) -> None:
+        self.sha256.update(view)
+        if self._crc is not None:
+            self._crc = zlib.crc32(view, self._crc)
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
 
     def write(self, data: bytes | memoryview) -> None:
         view = memoryview(data).cast("B")
-        self.sha256.update(view)
+        self._wait()
+        if len(view) < 1 << 16:
+            self._hash(view)
+        else:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="ckpttool-hash")
+            self._pending = self._pool.submit(self._hash, view)
         while view:
             n = os.write(self.fd, view)
             view = view[n:]
             self.position += n
+        if self.position - self._flushed >= _WRITEBACK:
+            self._writeback()
+
+    def _writeback(self) -> None:
+        """Start writing the last window to disk now, so the final fsync has little left to wait for."""
+        if hasattr(os, "posix_fadvise"):
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(self.fd, self._flushed, self.position - self._flushed, os.POSIX_FADV_DONTNEED)
+        self._flushed = self.position
+
+    def begin_crc(self) -> None:
+        self._wait()
+        self._crc = 0
+
+    def end_crc(self) -> int:
+        self._wait()
+        crc, self._crc = self._crc or 0, None
+        return crc
+
+    def hexdigest(self) -> str:
+        """The sha256 of everything written (waits for the worker)."""
+        self._wait()
+        return self.sha256.hexdigest()
+
+    def close(self) -> None:
+        try:
+            self._wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
 
 
 def _same(a: Path, b: Path) -> bool:
@@ -74,11 +134,15 @@ def temporary_output(output: Path) -> Iterator[tuple[Path, HashingSink]]:
     except OSError as exc:
         raise OutputRefused(f"cannot create a file in {output.parent}: {exc.strerror or exc}",
                             path=output) from None
+    sink = HashingSink(fd)
     try:
         try:
-            yield tmp, HashingSink(fd)
+            yield tmp, sink
         finally:
-            os.close(fd)
+            try:
+                sink.close()
+            finally:
+                os.close(fd)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

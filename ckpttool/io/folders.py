@@ -22,10 +22,12 @@ def folder_kind(path: Path) -> str | None:
         return "sharded"
     if not path.is_dir():
         return None
-    if (path / "trainer_state.json").is_file():
-        return "hf-trainer"
     if (path / ".metadata").is_file():
         return "dcp"
+    from ckpttool.io.hf_folder import is_trainer_folder
+
+    if is_trainer_folder(path):
+        return "hf-trainer"
     from ckpttool.io.sharded import find_index
 
     return "sharded" if find_index(path) is not None else None

@@ -206,6 +206,14 @@ def _path(*parts: Any) -> str:
     return "/".join(parts) if parts else "."
 
 
+def _complex(*args: Any) -> complex:
+    if len(args) <= 2 and all(isinstance(a, int | float) and not isinstance(a, bool) for a in args):
+        return complex(*args)
+    if len(args) == 1 and isinstance(args[0], str | complex):
+        return _plain(complex)(args[0])
+    raise CorruptPickle("unsupported complex() call")
+
+
 def _first_arg(value: Any = None, *_: Any) -> Any:
     return value
 
@@ -232,8 +240,8 @@ _IMPLS: dict[str, Callable[..., Any]] = {
     "builtins.set": _set, "__builtin__.set": _set,
     "builtins.frozenset": _frozenset, "__builtin__.frozenset": _frozenset,
     "builtins.bytearray": _plain(bytearray), "__builtin__.bytearray": _plain(bytearray),
-    "builtins.bytes": _plain(bytes), "builtins.complex": _plain(complex),
-    "__builtin__.complex": _plain(complex), "builtins.int": _plain(int),
+    "builtins.bytes": _plain(bytes), "builtins.complex": _complex,
+    "__builtin__.complex": _complex, "builtins.int": _plain(int),
     "builtins.float": _plain(float), "builtins.str": _plain(str), "builtins.list": _plain(list),
     "builtins.tuple": _plain(tuple), "__builtin__.list": _plain(list),
     "__builtin__.tuple": _plain(tuple),

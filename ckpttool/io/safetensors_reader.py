@@ -24,11 +24,15 @@ MAX_HEADER = 100_000_000
 
 
 def looks_like_safetensors(head: bytes, size: int) -> bool:
-    """True when the first bytes are a plausible safetensors header length followed by ``{``."""
+    """True when the first bytes are a safetensors header length followed by ``{``.
+
+    A length past the end of the file still counts: the reader then says what is wrong with the
+    header (too long, too large) instead of "unrecognised bytes".
+    """
     if len(head) < 9:
         return False
     (n,) = struct.unpack("<Q", head[:8])
-    return head[8:9] == b"{" and 8 + n <= size
+    return head[8:9] == b"{" and n >= 2
 
 
 def _reject_constant(token: str) -> Any:

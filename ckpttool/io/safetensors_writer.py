@@ -8,7 +8,6 @@ for (complex32, quantized types) are refused with a message that says what to do
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -62,13 +61,10 @@ def write_safetensors(tensors: Mapping[str, Any], sink: Sink, metadata: dict[str
     raw = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     raw += b" " * (-(len(raw)) % 8)
     sink.write(len(raw).to_bytes(8, "little") + raw)
-    digests: dict[str, str] = {}
     shapes: dict[str, tuple[str, tuple[int, ...]]] = {}
     for key, ref in refs.items():
-        h = hashlib.sha256()
         for piece in ref.chunks():
-            h.update(piece)
             sink.write(piece)
-        digests[key] = h.hexdigest()
         shapes[key] = (ref.dtype, ref.shape)
-    return Written(tensors=len(refs), digests=digests, metadata=dict(metadata or {}), dtypes=shapes)
+    return Written(tensors=len(refs), sources={k: r.chunks for k, r in refs.items()}, metadata=dict(metadata or {}),
+                   dtypes=shapes)

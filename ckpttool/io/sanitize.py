@@ -69,6 +69,10 @@ class Sanitizer:
             if sd.version_metadata:
                 out.attrs["_metadata"] = OrderedDict(sd.version_metadata)
             return out, f"state_dict ({len(out)} tensors)"
+        if obj.qualname.endswith("multiarray._reconstruct"):
+            values = _ndarray_list(obj)
+            if values is not None:
+                return values, f"list (a numpy array of {_count(values)} values)"
         if obj.qualname in _RECORDS or (obj.attributes and not obj.args):
             attrs = obj.attributes
             return dict(attrs), f"dict ({len(attrs)} entries)"
@@ -83,3 +87,46 @@ class Sanitizer:
             return list(obj.items), f"list ({len(obj.items)} items)"
         return None, "removed (no weights_only equivalent)"
 
+
+
+_MAX_ARRAY = 1_000_000
+
+
+def _ndarray_list(obj: Stub) -> list[Any] | None:
+    """A pickled numpy array (``_reconstruct`` + state) as nested Python lists, or None if unreadable."""
+    state = obj.state
+    if not (isinstance(state, tuple) and len(state) == 5):
+        return None
+    _, shape, dtype, fortran, data = state
+    if not (isinstance(dtype, Stub) and dtype.args and isinstance(dtype.args[0], str) and isinstance(data, bytes)
+            and isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)):
+        return None
+    order = dtype.state[1] if isinstance(dtype.state, tuple) and len(dtype.state) > 1 else "<"
+    code = dtype.args[0]
+    if code[:1] not in "iufb" or order not in ("<", ">", "|", "="):
+        return None
+    import numpy as np
+
+    try:
+        dt = np.dtype(code).newbyteorder(">" if order == ">" else "<")
+        count = 1
+        for n in shape:
+            count *= n
+        if count > _MAX_ARRAY or count * dt.itemsize != len(data):
+            return None
+        arr = np.frombuffer(data, dtype=dt).reshape(shape, order="F" if fortran is True else "C")
+    except (TypeError, ValueError):
+        return None
+    return arr.tolist()
+
+
+def _count(values: list[Any]) -> int:
+    n = 0
+    stack: list[Any] = [values]
+    while stack:
+        for v in stack.pop():
+            if isinstance(v, list):
+                stack.append(v)
+            else:
+                n += 1
+    return n

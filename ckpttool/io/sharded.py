@@ -1,8 +1,9 @@
 """Sharded checkpoints: ``*.safetensors.index.json`` / ``pytorch_model.bin.index.json`` and their shards.
 
 Reading: the index's ``weight_map`` says which shard holds each key; every shard is opened lazily
-(headers and pickles only) and the tensors are merged into one state_dict, in shard order. Shard
-names must stay inside the index's folder. Writing: tensors are packed in order into shards of at
+(headers and pickles only) and the tensors are merged into one state_dict, in shard order (and
+with the tied names ckpttool recorded in the index put back). Shard names must stay inside the
+index's folder. Writing: tensors are packed in order into shards of at
 most ``max_shard_size`` bytes (a bigger tensor gets a shard of its own), each shard written and
 verified atomically, then the index; a failure removes the shards already written.
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ckpttool.errors import CkptError, OutputRefused, ResourceLimit, UnreadableCheckpoint, UsageError
+from ckpttool.io.aliases import restore
 from ckpttool.io.atomic import check_target, commit, temporary_output
 from ckpttool.io.safetensors_writer import safetensors_layout
 from ckpttool.model import PickledDict, TensorRef
@@ -113,6 +115,9 @@ def read_sharded(index_path: Path) -> TreeRead:
                                    f"(first: {missing[0]!r} in {weight_map[missing[0]]})", path=index_path)
     meta = index.get("metadata") if isinstance(index.get("metadata"), dict) else {}
     metadata = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
+    restored, _ = restore({k: v for k, v in tree.items() if isinstance(v, TensorRef)}, metadata)
+    if len(restored) > len(tree):  # ckpttool-written shards: tied names and views back in place
+        tree = PickledDict(restored, ordered=True)
     return TreeRead(index_path, "sharded", tree, size, loads, anomalies,
                     members={"__metadata__": metadata, "shards": shards})
 
@@ -185,4 +190,4 @@ def _write_index(path: Path, data: bytes, weight_map: dict[str, str], force: boo
         if _load_index(tmp)["weight_map"] != weight_map:
             raise OutputRefused("the index did not read back as written", path=path)
         commit(tmp, path, force)
-        return sink.sha256.hexdigest(), sink.position
+        return sink.hexdigest(), sink.position

@@ -84,6 +84,12 @@ class DeflatedSource:
                 f"a zip member claims {size} bytes from {compressed} compressed bytes", path=file.path)
 
     def _inflate(self) -> Iterator[bytes]:
+        try:
+            yield from self._inflate_raw()
+        except zlib.error as exc:
+            raise TruncatedFile(f"a compressed zip member is corrupt ({exc})", path=self.path) from None
+
+    def _inflate_raw(self) -> Iterator[bytes]:
         inflater = zlib.decompressobj(-15)
         produced = 0
         for piece in self.file.chunks(self.offset, self.compressed):

@@ -2,8 +2,8 @@
 
 Writers work on ``TensorRef`` only, so that a lazily read tensor and a tensor built in memory are
 streamed the same way. ``TensorAdapter`` wraps CPU torch tensors over a memory view of their
-storage (no copy) and gives tensors sharing one torch storage one ``Storage`` object, which is how
-writers know two tensors share memory.
+storage (no copy; a GPU storage is copied to the CPU once) and gives tensors sharing one torch
+storage one ``Storage`` object, which is how writers know two tensors share memory.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class TensorAdapter:
     """Turns torch tensors into ``TensorRef``s, one ``Storage`` per distinct torch storage."""
 
     def __init__(self) -> None:
-        self._storages: dict[tuple[int, int, str], tuple[Storage, Any]] = {}
+        self._storages: dict[tuple[str, int, int, str], tuple[Storage, Any]] = {}
 
     def __call__(self, t: Any) -> TensorRef:
         import torch
@@ -58,20 +58,21 @@ class TensorAdapter:
             raise OutputRefused(f"cannot write a {t.layout} tensor; convert it to a dense tensor first")
         if t.device.type == "meta":
             raise OutputRefused("cannot write a meta tensor: it has no data")
-        if t.device.type != "cpu":
-            t = t.detach().cpu()
         if t.is_conj() or t.is_neg():
             t = t.resolve_conj().resolve_neg()
         t = t.detach()
         dtype = str(t.dtype).removeprefix("torch.")
         untyped = t.untyped_storage()
-        key = (untyped.data_ptr(), untyped.nbytes(), dtype)
+        # Keyed by the original storage, so views of one GPU storage share one CPU copy of it.
+        key = (str(t.device), untyped.data_ptr(), untyped.nbytes(), dtype)
         if key not in self._storages or untyped.data_ptr() == 0:
+            if t.device.type != "cpu":
+                untyped = untyped.cpu()
             raw = torch.empty(0, dtype=torch.uint8).set_(untyped)
             view = memoryview(raw.numpy()) if untyped.nbytes() else memoryview(b"")
             storage = Storage(key=str(len(self._storages)), dtype=dtype, nbytes=untyped.nbytes(),
                               location="cpu", source=MemorySource(view))
-            self._storages[key] = (storage, raw)  # keep the tensor alive while its view is used
+            self._storages[key] = (storage, raw)  # keep the bytes alive while their view is used
         storage = self._storages[key][0]
         return TensorRef(dtype=dtype, shape=tuple(t.shape), stride=tuple(t.stride()), storage=storage,
                          storage_offset=t.storage_offset(), requires_grad=requires_grad,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ckpttool.dtypes import by_name, by_storage_class
-from ckpttool.errors import CorruptPickle, ResourceLimit, TruncatedFile, UnreadableCheckpoint
+from ckpttool.errors import CkptError, CorruptPickle, ResourceLimit, TruncatedFile, UnreadableCheckpoint
 from ckpttool.io.pickles import PickleLoad, run_pickle
 from ckpttool.io.source import FileSource
 from ckpttool.model import GlobalRef, Storage, TensorRef
@@ -140,8 +140,15 @@ def read_torch_tar(path: Path, file: FileSource, *, keep_going: bool = False
     """Read the tar format: the data object, every pickle's outcome, module source records."""
     members = _members(path, file)
     loads: list[PickleLoad] = [run_pickle(members["sys_info"].head(), "sys_info", keep_going=keep_going)]
-    objects = _storages(path, members["storages"], loads, keep_going)
-    _tensors(path, members["tensors"], objects, loads, keep_going)
+    objects: dict[str, Any] = {}
+    try:
+        objects = _storages(path, members["storages"], loads, keep_going)
+        _tensors(path, members["tensors"], objects, loads, keep_going)
+    except CkptError as exc:
+        if not keep_going:
+            raise
+        # a scan goes on to the pickle member, and keeps what the bad member named (a payload)
+        loads[-1].error = loads[-1].error or exc
     modules: list[tuple[str, str]] = []
 
     def persistent_load(saved_id: Any) -> Any:

@@ -8,8 +8,9 @@ as ``data/<key>`` (64-byte aligned, streamed in chunks from wherever the tensor'
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from ckpttool.io.pickle_writer import Expected, Transform, pickle_tree
@@ -22,17 +23,21 @@ __all__ = ["write_torch", "Written", "storage_pieces"]
 
 @dataclass
 class Written:
-    """What a writer put in the file: digests of every record or tensor, and what to re-check."""
+    """What a writer put in the file, and where the meant bytes come from, for verification.
+
+    ``sources`` maps each storage key (torch) or tensor name (safetensors) to a function that
+    streams the bytes that were meant to be written there.
+    """
 
     tensors: int
-    digests: dict[str, str]
+    sources: dict[str, Callable[[], Iterable[bytes | memoryview]]]
     expected: list[Expected] = field(default_factory=list)
     metadata: dict[str, str] | None = None
     dtypes: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)
 
 
-def storage_pieces(storage: Storage, digest: Any) -> Iterator[bytes | memoryview]:
-    """The storage's bytes, little-endian, chunk by chunk, fed to ``digest`` on the way."""
+def storage_pieces(storage: Storage) -> Iterator[bytes | memoryview]:
+    """The storage's bytes, little-endian, chunk by chunk."""
     assert storage.source is not None
     swap = storage.byteorder == "big"
     for piece in storage.source.chunks(storage.offset, storage.nbytes):
@@ -42,7 +47,6 @@ def storage_pieces(storage: Storage, digest: Any) -> Iterator[bytes | memoryview
             from ckpttool.tensors import raw_numpy_dtype
 
             piece = np.frombuffer(piece, dtype=raw_numpy_dtype(storage.dtype)).byteswap().tobytes()
-        digest.update(piece)
         yield piece
 
 
@@ -59,12 +63,11 @@ def write_torch(tree: Any, sink: Sink, root: str, transform: Transform | None = 
     z.add_bytes(".format_version", b"1")
     z.add_bytes(".storage_alignment", str(ALIGNMENT).encode())
     z.add_bytes("byteorder", b"little")
-    digests: dict[str, str] = {}
+    sources: dict[str, Callable[[], Iterable[bytes | memoryview]]] = {}
     for key, storage in enumerate(pk.storages):
-        h = hashlib.sha256()
-        z.add(f"data/{key}", storage_pieces(storage, h), storage.nbytes)
-        digests[str(key)] = h.hexdigest()
+        z.add(f"data/{key}", storage_pieces(storage), storage.nbytes)
+        sources[str(key)] = partial(storage_pieces, storage)
     z.add_bytes("version", b"3\n")
     z.add_bytes(".data/serialization_id", _serialization_id(pk.data))
     z.close()
-    return Written(tensors=pk.tensors, digests=digests, expected=pk.expected)
+    return Written(tensors=pk.tensors, sources=sources, expected=pk.expected)

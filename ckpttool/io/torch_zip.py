@@ -135,6 +135,12 @@ def read_torch_zip(path: Path, file: FileSource, *, keep_going: bool = False) ->
     loads = [run_pickle(index.read(data_pkl, MAX_PICKLE_BYTES), data_pkl, loader, keep_going=keep_going)]
     for name in index.entries:
         if name != data_pkl and _holds_pickle(index, name, root):
-            loads.append(run_pickle(index.read(name, MAX_PICKLE_BYTES), name,
-                                    _StorageLoader(index, root, byteorder), keep_going=True))
+            load = run_pickle(index.read(name, MAX_PICKLE_BYTES), name, _StorageLoader(index, root, byteorder),
+                              keep_going=True)
+            if load.error is not None and not name.endswith((".pkl", ".debug_pkl")):
+                # a user's extra file that merely starts like a pickle: what it named still counts,
+                # but failing to parse it does not make the checkpoint unreadable
+                load.anomalies.append(f"starts like a pickle but is not one ({load.error.message})")
+                load.error = None
+            loads.append(load)
     return ZipRead(loads[0].value, "torchscript" if is_script else "torch-zip", loads, index, root, info)

@@ -20,6 +20,7 @@ from ckpttool.io.pickle_writer import Transform
 from ckpttool.io.safetensors_writer import write_safetensors
 from ckpttool.io.torch_writer import write_torch
 from ckpttool.io.verify import verify_written
+from ckpttool.model import PickledDict, StateDict
 
 __all__ = ["WriteResult", "write_checkpoint", "output_format", "hashed_name", "TORCH_SUFFIXES"]
 
@@ -66,6 +67,14 @@ def hashed_name(output: Path, sha256: str) -> Path:
     return output.with_name(f"{stem}-{sha256[:8]}{dot}{rest}")
 
 
+def _as_dict(sd: StateDict) -> PickledDict:
+    """A ``StateDict`` as the OrderedDict ``module.state_dict()`` returns, ``_metadata`` included."""
+    out = PickledDict(sd.tensors, ordered=True)
+    if sd.version_metadata:
+        out.attrs["_metadata"] = PickledDict(sd.version_metadata, ordered=True)
+    return out
+
+
 def write_checkpoint(tree: Any, output: Path, *, inputs: Sequence[Path] = (), force: bool = False,
                      fmt: str | None = None, metadata: dict[str, str] | None = None,
                      hash_name: bool = False, transform: Transform | None = None) -> WriteResult:
@@ -83,6 +92,8 @@ def write_checkpoint(tree: Any, output: Path, *, inputs: Sequence[Path] = (), fo
     kind = output_format(output, fmt)
     inputs = tuple(Path(p) for p in inputs)
     check_target(output, inputs, force)
+    if isinstance(tree, StateDict):
+        tree = _as_dict(tree)
     if kind == "safetensors" and not isinstance(tree, dict):
         raise OutputRefused("safetensors holds a flat mapping of names to tensors", path=output)
     with temporary_output(output) as (tmp, sink):
@@ -98,7 +109,7 @@ def write_checkpoint(tree: Any, output: Path, *, inputs: Sequence[Path] = (), fo
         except OSError as exc:
             raise OutputRefused(f"writing failed: {exc.strerror or exc}", path=output) from None
         verify_written(tmp, kind, written)
-        sha = sink.sha256.hexdigest()
+        sha = sink.hexdigest()
         final = hashed_name(output, sha) if hash_name else output
         if final != output:
             check_target(final, inputs, force)

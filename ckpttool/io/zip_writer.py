@@ -10,7 +10,6 @@ record as torch always writes one.
 from __future__ import annotations
 
 import struct
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -30,6 +29,10 @@ class Sink(Protocol):
 
     def write(self, data: bytes | memoryview) -> None: ...
 
+    def begin_crc(self) -> None: ...
+
+    def end_crc(self) -> int: ...
+
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
@@ -40,7 +43,13 @@ class _Entry:
 
 
 class ZipStreamWriter:
-    """Appends stored records under ``<root>/`` to ``sink`` and finishes with the central directory."""
+    """Appends stored records under ``<root>/`` to ``sink`` and finishes with the central directory.
+
+    ``ZIP64_AT``: sizes and offsets from this value up get zip64 fields (4 GiB; tests lower it to
+    check with small files that torch reads the zip64 form).
+    """
+
+    ZIP64_AT = _U32
 
     def __init__(self, sink: Sink, root: str) -> None:
         self.sink = sink
@@ -51,7 +60,7 @@ class ZipStreamWriter:
         """Write the record ``name`` from ``pieces`` (``size`` bytes in all); returns its CRC-32."""
         full = f"{self.root}/{name}".encode()
         offset = self.sink.position
-        big = size >= _U32
+        big = size >= self.ZIP64_AT
         zip64 = struct.pack("<HHQQ", 1, 16, 0, 0) if big else b""
         before = 30 + len(full) + len(zip64) + 4
         pad = (ALIGNMENT - (offset + before) % ALIGNMENT) % ALIGNMENT
@@ -59,12 +68,12 @@ class ZipStreamWriter:
         sizes = _U32 if big else 0
         self.sink.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 45 if big else 20, _FLAGS, 0, 0,
                                     _DOS_DATE, 0, sizes, sizes, len(full), len(extra)) + full + extra)
-        crc = 0
+        self.sink.begin_crc()
         written = 0
         for piece in pieces:
-            crc = zlib.crc32(piece, crc)
             written += len(piece)
             self.sink.write(piece)
+        crc = self.sink.end_crc()
         if written != size:
             raise ValueError(f"record {name!r}: {written} bytes written, {size} declared")
         if big:
@@ -83,11 +92,11 @@ class ZipStreamWriter:
         for e in self.entries:
             fields: list[int] = []
             size = e.size
-            if e.size >= _U32:
+            if e.size >= self.ZIP64_AT:
                 fields += [e.size, e.size]
                 size = _U32
             offset = e.offset
-            if e.offset >= _U32:
+            if e.offset >= self.ZIP64_AT:
                 fields.append(e.offset)
                 offset = _U32
             extra = struct.pack("<HH", 1, 8 * len(fields)) + struct.pack(f"<{len(fields)}Q", *fields) if fields else b""

@@ -12,6 +12,7 @@ from typing import Any
 from ckpttool.layouts import (
     averaged,
     ema_packages,
+    ema_submodule,
     generic,
     lightning,
     mmengine,
@@ -30,12 +31,13 @@ __all__ = ["recognise", "RECOGNISERS", "Layout"]
 
 RECOGNISERS: tuple[tuple[str, Callable[[Any], Layout | None]], ...] = (
     ("stable-diffusion", stable_diffusion.recognise),
+    ("ema-pytorch", ema_packages.recognise),
+    ("ema-submodule", ema_submodule.recognise),
     ("lightning", lightning.recognise),
     ("mmengine", mmengine.recognise),
     ("timm", timm.recognise),
     ("yolo", yolo.recognise),
     ("averaged-model", averaged.recognise),
-    ("ema-pytorch", ema_packages.recognise),
     ("plain", plain.recognise),
     ("training-dict", generic.recognise),
     ("standalone", standalone.recognise),

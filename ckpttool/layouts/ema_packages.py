@@ -13,6 +13,7 @@ What each library really saves (read from its source):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = ["EmaMatch", "match_ema", "ema_pytorch_file", "positional_map", "align
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_orig_mod.module.", "module._orig_mod.")
 # Leaf names that are buffers in torch's own modules: never parameters, so never in shadow_params.
 BUFFER_NAMES = ("running_mean", "running_var", "num_batches_tracked")
+_MAX_ALIGN_CELLS = 20_000_000
 
 
 @dataclass
@@ -44,6 +46,8 @@ class EmaMatch:
 def _number(value: Any) -> float | int | None:
     if isinstance(value, TensorRef):
         value = scalar_value(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
@@ -60,7 +64,7 @@ def _sub(value: dict[Any, Any], prefix: str) -> StateDict:
 
 def ema_pytorch_file(value: Any) -> EmaMatch | None:
     """An ema-pytorch ``EMA.state_dict()`` (``ema_model.*`` with ``initted``/``step``), or None."""
-    if not isinstance(value, dict) or not ({"initted", "step"} & set(value)):
+    if not isinstance(value, dict) or not ("initted" in value or "step" in value):
         return None
     ema = _sub(value, "ema_model.")
     if not ema.tensors:
@@ -165,7 +169,7 @@ def positional_map(shadow: list[TensorRef], model: StateDict) -> tuple[dict[str,
 def _unique_embedding(needle: list[tuple[int, ...]], hay: list[tuple[int, ...]]) -> list[int] | None:
     """Indices of the only way ``needle`` is a subsequence of ``hay``; None for zero or several ways."""
     n, m = len(hay), len(needle)
-    if m > n:
+    if m > n or n * m > _MAX_ALIGN_CELLS:  # beyond this the table alone would need too much memory
         return None
     # ways[i][j]: ways (capped at 2) to place needle[j:] within hay[i:]
     ways = [[0] * (m + 1) for _ in range(n + 1)]

@@ -97,6 +97,9 @@ def _weights(tree: Any) -> tuple[str, StateDict] | None:
 
 
 def recognise(tree: Any) -> Layout | None:
+    weights = tree.get("state_dict") if isinstance(tree, dict) and isinstance(tree.get("state_dict"), dict) else tree
+    if not isinstance(weights, dict) or not any(isinstance(k, str) and k.endswith(".num_updates") for k in weights):
+        return None
     found = _weights(tree)
     if found is None:
         return None
@@ -107,10 +110,8 @@ def recognise(tree: Any) -> Layout | None:
     layout = lightning.recognise(tree) or Layout("stable-diffusion")
     layout.name = "stable-diffusion"
     layout.reason = f"a LitEma ({prefixes[0]}decay, {prefixes[0]}num_updates) beside the model weights"
-    model = StateDict({k: t for k, t in sd.tensors.items() if not k.startswith(tuple(prefixes))},
-                      extras=sd.extras, version_metadata=sd.version_metadata)
     where = f"{source}." if source else ""
-    layout.sections["model"] = section("model", source, tree.get(source) if source else tree, model)
+    layout.sections["model"] = section("model", source, tree.get(source) if source else tree, sd)
     layout.sections.pop("ema", None)
     mapped = map_litema(sd, prefixes[0])
     if mapped.ok:

@@ -19,14 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ckpttool.errors import SectionNotFound, UsageError
+from ckpttool.errors import OutputRefused, SectionNotFound, UsageError
 from ckpttool.io import open_checkpoint
 from ckpttool.io.aliases import alias_metadata, dedupe, restore
 from ckpttool.io.cast import Caster, parse_dtype
+from ckpttool.io.dcp import BYTES_ITEM
 from ckpttool.io.safetensors_writer import safetensors_layout
 from ckpttool.io.sanitize import Change, Sanitizer
 from ckpttool.io.write import WriteResult, output_format, write_checkpoint
-from ckpttool.model import Checkpoint, PickledDict, StateDict, TensorRef
+from ckpttool.model import Checkpoint, PickledDict, StateDict, Stub, TensorRef
 
 __all__ = ["ConvertOptions", "ConvertResult", "convert"]
 
@@ -60,6 +61,7 @@ class ConvertResult:
     nbytes: int
     shards: list[WriteResult] = field(default_factory=list)
     aliases: dict[str, str] = field(default_factory=dict)
+    views: dict[str, str] = field(default_factory=dict)
     dtype: str | None = None
     cast: int = 0
     not_cast: list[str] = field(default_factory=list)
@@ -75,7 +77,8 @@ class ConvertResult:
             "content": self.content, "sha256": self.sha256, "tensors": self.tensors, "nbytes": self.nbytes,
             "shards": [{"path": str(s.path), "sha256": s.sha256, "tensors": s.tensors, "nbytes": s.nbytes}
                        for s in self.shards] if len(self.shards) > 1 else [],
-            "aliases": self.aliases, "dtype": self.dtype, "cast": self.cast, "not_cast": self.not_cast,
+            "aliases": self.aliases, "views": self.views, "dtype": self.dtype, "cast": self.cast,
+            "not_cast": self.not_cast,
             "sanitized": [c.to_dict() for c in self.changes], "dropped": self.dropped,
             "metadata": self.metadata, "notes": self.notes,
         }
@@ -104,15 +107,17 @@ def _selected(ckpt: Checkpoint, opts: ConvertOptions) -> tuple[str, StateDict]:
     kind = opts.section or "model"
     try:
         return kind, ckpt.state_dict(kind)
-    except SectionNotFound:
+    except SectionNotFound as exc:
         if opts.section is None and ckpt.format in ("safetensors", "sharded"):
             return "model", StateDict({k: v for k, v in (ckpt.tree or {}).items() if isinstance(v, TensorRef)})
+        if kind == "model" and "ema" in ckpt.sections:
+            exc.hint = "this checkpoint holds only averaged weights: pass --ema"
         raise
 
 
-def _restored(ckpt: Checkpoint, sd: StateDict) -> tuple[dict[str, TensorRef], dict[str, str]]:
+def _restored(ckpt: Checkpoint, sd: StateDict, content: str) -> tuple[dict[str, TensorRef], dict[str, str]]:
     """The state_dict with the aliases a ckpttool-written safetensors recorded put back."""
-    if ckpt.format in ("safetensors", "sharded"):
+    if ckpt.format in ("safetensors", "sharded") or (ckpt.format == "hf-trainer" and content == "model"):
         return restore(sd.tensors, ckpt.members.get("__metadata__") or {})
     return dict(sd.tensors), {}
 
@@ -124,7 +129,10 @@ def _jsonable_meta(ckpt: Checkpoint, content: str) -> dict[str, str]:
     if ckpt.format in ("safetensors", "sharded"):
         out.update({k: v for k, v in (ckpt.members.get("__metadata__") or {}).items()
                     if not k.startswith("ckpttool.") and k != "total_size"})
+    values = _dcp_values(ckpt)
     for key, value in ckpt.meta.items():
+        if isinstance(value, Stub) and value.qualname == BYTES_ITEM and value.args and value.args[0] in values:
+            value = values[value.args[0]]
         name = str(key) if str(key) != "format" else "meta.format"
         out[name] = json.dumps(to_jsonable(value, max_nodes=2000), ensure_ascii=False, default=str)
     out["format"] = "pt"
@@ -143,12 +151,13 @@ def _cast_all(tensors: dict[str, TensorRef], caster: Caster | None) -> dict[str,
 def _to_safetensors(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Caster | None,
                     inputs: tuple[Path, ...]) -> ConvertResult:
     content, sd = _selected(ckpt, opts)
-    tensors, _ = _restored(ckpt, sd)
+    tensors, _ = _restored(ckpt, sd, content)
     tensors = _cast_all(tensors, caster)
-    unique, aliases = dedupe(tensors)
+    deduped = dedupe(tensors)
+    unique, aliases = deduped.tensors, deduped.aliases
     written_order = list(safetensors_layout(unique))
     metadata = _jsonable_meta(ckpt, content)
-    metadata.update(alias_metadata(list(tensors), written_order, aliases))
+    metadata.update(alias_metadata(list(tensors), written_order, deduped))
     notes = []
     dropped = sorted(str(k) for k, s in ckpt.sections.items() if k not in (content, "meta") and s.value is not None)
     if dropped:
@@ -164,7 +173,7 @@ def _to_safetensors(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster
         shards = [main]
     return ConvertResult(ckpt.path, ckpt.format, ckpt.layout, main.path, main.format, content, main.sha256,
                          len(unique), main.nbytes, shards=shards, aliases=aliases, dropped=dropped,
-                         metadata=metadata, notes=notes)
+                         metadata=metadata, notes=notes, views={k: v[0] for k, v in deduped.views.items()})
 
 
 def _section_ids(ckpt: Checkpoint) -> set[int]:
@@ -176,16 +185,28 @@ def _section_ids(ckpt: Checkpoint) -> set[int]:
     return ids
 
 
+def _dcp_values(ckpt: Checkpoint) -> dict[str, Any]:
+    """The non-tensor entries of a DCP folder, loaded through torch's DCP reader."""
+    if ckpt.format != "dcp":
+        return {}
+    from ckpttool.io.dcp import load_dcp_values
+
+    return load_dcp_values(ckpt.path, list(ckpt.members.get("dcp_values") or []))
+
+
 def _transform(ckpt: Checkpoint, caster: Caster | None, sanitizer: Sanitizer | None
                ) -> Callable[[Any, Any], Any] | None:
     ids = _section_ids(ckpt) if caster is not None else set()
+    values = _dcp_values(ckpt)
 
     def fn(obj: Any, path: Any) -> Any:
         if isinstance(obj, TensorRef):
             return caster(obj) if caster is not None and id(obj) in ids else obj
+        if values and isinstance(obj, Stub) and obj.qualname == BYTES_ITEM and obj.args and obj.args[0] in values:
+            return values[obj.args[0]]
         return sanitizer(obj, path) if sanitizer is not None else obj
 
-    return fn if caster is not None or sanitizer is not None else None
+    return fn if caster is not None or sanitizer is not None or values else None
 
 
 def _to_torch(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Caster | None,
@@ -205,7 +226,7 @@ def _to_torch(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Cast
                              written.sha256, written.tensors, written.nbytes, shards=[written],
                              changes=changes, notes=notes)
     content, sd = _selected(ckpt, opts)
-    tensors, aliases = _restored(ckpt, sd)
+    tensors, aliases = _restored(ckpt, sd, content)
     tree = PickledDict(_cast_all(tensors, caster), ordered=True)
     if sd.version_metadata:
         tree.attrs["_metadata"] = PickledDict(sd.version_metadata, ordered=True)
@@ -217,6 +238,72 @@ def _to_torch(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Cast
     return ConvertResult(ckpt.path, ckpt.format, ckpt.layout, written.path, written.format, content,
                          written.sha256, written.tensors, written.nbytes, shards=[written], aliases=aliases,
                          dropped=dropped, notes=notes)
+
+
+def _materialize(root: Any, fn: Callable[[Any, Any], Any] | None) -> Any:
+    """A copy of ``root`` with torch tensors for ``TensorRef``s (iterative; shared objects stay shared)."""
+    memo: dict[int, Any] = {}
+    keep: list[Any] = []
+    holder: list[Any] = [None]
+    tuples: list[tuple[Any, Any, list[Any]]] = []
+    stack: list[tuple[Any, Any, Any, tuple[Any, ...] | None]] = [(root, holder, 0, ())]
+    while stack:
+        obj, parent, key, path = stack.pop()
+        obj = fn(obj, path) if fn is not None else obj
+        if id(obj) in memo:
+            parent[key] = memo[id(obj)]
+            continue
+        keep.append(obj)
+        if isinstance(obj, TensorRef):
+            value: Any = obj.to_torch()
+        elif isinstance(obj, dict):
+            value = {}
+            stack.extend((v, value, k, None if path is None else (*path, k)) for k, v in reversed(obj.items()))
+        elif isinstance(obj, list | tuple):
+            value = [None] * len(obj)
+            stack.extend((v, value, i, None if path is None else (*path, i)) for i, v in reversed(list(enumerate(obj))))
+            if isinstance(obj, tuple):
+                tuples.append((parent, key, value))
+        elif isinstance(obj, Stub):
+            raise UsageError(f"{'.'.join(map(str, path or ()))} is a pickled {obj.qualname}", hint="pass --sanitize")
+        else:
+            value = obj
+        memo[id(obj)] = value
+        parent[key] = value
+    for parent, key, value in reversed(tuples):
+        parent[key] = tuple(value)
+    return holder[0]
+
+
+def _to_dcp(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Caster | None,
+            inputs: tuple[Path, ...]) -> ConvertResult:
+    from ckpttool.io.dcp import write_dcp
+
+    sanitizer = Sanitizer() if opts.sanitize else None
+    if ckpt.format in ("safetensors", "sharded") or opts.ema or opts.section or opts.strip_optimizer:
+        content, sd = _selected(ckpt, opts)
+        tensors, _ = _restored(ckpt, sd, content)
+        tree: Any = dict(_cast_all(tensors, caster))
+        fn = None
+    else:
+        content, tree = "checkpoint", ckpt.tree
+        fn = _transform(ckpt, caster, sanitizer)
+    state = _materialize(tree, fn)
+    if not isinstance(state, dict):
+        raise UsageError("a DCP folder holds a dict; this checkpoint's root is not one")
+    nbytes = write_dcp(state, output, inputs=inputs, force=opts.force)
+    import torch
+
+    count = sum(isinstance(v, torch.Tensor) for v in _flat_values(state))
+    return ConvertResult(ckpt.path, ckpt.format, ckpt.layout, output, "dcp", content, "", count, nbytes,
+                         changes=sanitizer.changes if sanitizer else [],
+                         notes=["a DCP folder has no single sha256; each file is verified by reading it back"])
+
+
+def _flat_values(root: Any) -> list[Any]:
+    from ckpttool.tree import walk
+
+    return [v for _, v in walk(root) if not isinstance(v, dict | list | tuple)]
 
 
 def _check(opts: ConvertOptions, out_fmt: str) -> None:
@@ -238,15 +325,24 @@ def convert(input_path: str | Path, output: str | Path, options: ConvertOptions 
     """
     opts = options or ConvertOptions()
     output = Path(output)
-    if opts.max_shard_size and (output.is_dir() or str(output).endswith("/")):
+    if opts.max_shard_size and (output.is_dir() or not output.suffix):  # a folder of shards, made if need be
+        if not output.is_dir():
+            if not output.parent.is_dir() or output.exists():
+                raise OutputRefused("the output folder cannot be created here", path=output)
+            output.mkdir()
         output = output / "model.safetensors"
-    out_fmt = output_format(output)
+    dcp_out = not opts.max_shard_size and (output.is_dir() or output.suffix in ("", ".dcp"))
+    out_fmt = "dcp" if dcp_out else output_format(output)
     _check(opts, out_fmt)
     ckpt = open_checkpoint(input_path)
     inputs = _input_files(ckpt)
     caster = Caster(parse_dtype(opts.dtype)) if opts.dtype else None
     if out_fmt == "safetensors":
         result = _to_safetensors(ckpt, output, opts, caster, inputs)
+    elif out_fmt == "dcp":
+        if opts.hash_name:
+            raise UsageError("--hash-name names one file; a DCP folder is several")
+        result = _to_dcp(ckpt, output, opts, caster, inputs)
     else:
         result = _to_torch(ckpt, output, opts, caster, inputs)
     if caster is not None:

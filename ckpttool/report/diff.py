@@ -13,8 +13,9 @@ __all__ = ["render_diff"]
 
 _STATUS_STYLE = {"identical": "dim", "close": "cyan", "changed": "yellow", "shape": "red", "only_a": "magenta",
                  "only_b": "magenta"}
-_STATUS_LABEL = {"identical": "identical", "close": "within tol", "changed": "changed", "shape": "shape",
-                 "only_a": "only in A", "only_b": "only in B"}
+_STATUS_LABEL = {"identical": "identical", "close": "≈ tol", "changed": "changed", "shape": "shape",
+                 "only_a": "only A", "only_b": "only B"}
+_KIND_LABEL = {"parameter": "param", "buffer": "buffer", "tensor": "tensor"}
 
 
 def _esc(text: object) -> str:
@@ -65,22 +66,38 @@ def _hl(n: int, style: str) -> str:
 def _entries(section: SectionDiff, entries: list[TensorDiff], qualify: bool) -> Any:
     from rich.table import Table
 
+    nonfinite = any(e.stats is not None and (e.stats.nan_a or e.stats.nan_b or e.stats.inf_a or e.stats.inf_b)
+                    for e in entries)
     table = Table(title=f"{section.name}: tensors", title_justify="left", box=None, padding=(0, 1))
-    for col in ("key", "kind", "status", "dtype", "shape", "max |Δ|", "mean |Δ|", "rel L2", "cosine", "mismatched"):
-        table.add_column(col, justify="right" if col in ("max |Δ|", "mean |Δ|", "rel L2", "cosine",
-                                                         "mismatched") else "left")
+    longest = max((len(e.key) + (len(section.name) + 1 if qualify else 0) + len(_renamed_from(e))
+                   for e in entries), default=3)
+    table.add_column("key", no_wrap=True, min_width=min(longest, 60))
+    for col in ("kind", "status", "dtype", "shape"):
+        table.add_column(col, no_wrap=True)
+    for col in ("max |Δ|", "mean |Δ|", "rel L2", "cosine", "mismatched"):
+        table.add_column(col, justify="right", no_wrap=True)
+    if nonfinite:
+        table.add_column("NaN/Inf", justify="right", no_wrap=True, min_width=max(len(_nonfinite(e)) for e in entries))
     for e in entries:
         key = f"{section.name}.{e.key}" if qualify else e.key
-        table.add_row(_esc(key) + (f" [dim]← {_esc(e.key_a)}[/]" if e.key_a else ""), e.kind,
+        cells = _stats_cells(e)
+        table.add_row(_esc(key) + f"[dim]{_esc(_renamed_from(e))}[/]", _KIND_LABEL.get(e.kind, e.kind),
                       f"[{_STATUS_STYLE[e.status]}]{_STATUS_LABEL[e.status]}[/]", _pair(e.dtype_a, e.dtype_b),
-                      _pair(_shape(e.shape_a), _shape(e.shape_b)), *_stats_cells(e))
+                      _pair(_shape(e.shape_a), _shape(e.shape_b)), *(cells if nonfinite else cells[:-1]))
     return table
+
+
+def _renamed_from(e: TensorDiff) -> str:
+    """`` ← A's name`` when alignment renamed the key, unless it only lost a prefix (``model.``, ``module.``)."""
+    if e.key_a is None or e.key_a.endswith("." + e.key):
+        return ""
+    return f" ← {e.key_a}"
 
 
 def _pair(a: object, b: object) -> str:
     if a is None or b is None:
         return _esc(a if a is not None else b)
-    return _esc(a) if a == b else f"[red]{_esc(a)} → {_esc(b)}[/]"
+    return _esc(a) if a == b else f"[red]{_esc(a)}→{_esc(b)}[/]"
 
 
 def _shape(shape: tuple[int, ...] | None) -> str | None:
@@ -90,12 +107,18 @@ def _shape(shape: tuple[int, ...] | None) -> str | None:
 def _stats_cells(e: TensorDiff) -> list[str]:
     s = e.stats
     if s is None or e.status == "identical":
-        return ["", "", "", "", ""]
-    mismatched = f"{s.mismatched:,} ({s.mismatched_fraction:.1%})"
-    nonfinite = [f"{name}={getattr(s, name)}" for name in ("nan_a", "nan_b", "inf_a", "inf_b") if getattr(s, name)]
-    if nonfinite:
-        mismatched += f" [red]{' '.join(nonfinite)}[/]"
-    return [_num(s.max_abs), _num(s.mean_abs), _num(s.rel_l2), _cosine(s.cosine), mismatched]
+        return ["", "", "", "", "", ""]
+    nonfinite = _nonfinite(e)
+    pct = f"{s.mismatched_fraction:.3g}" if s.mismatched_fraction < 0.01 else f"{100 * s.mismatched_fraction:.3g}%"
+    return [_num(s.max_abs), _num(s.mean_abs), _num(s.rel_l2), _cosine(s.cosine),
+            f"{s.mismatched:,} ({pct})", f"[red]{nonfinite}[/]" if nonfinite else ""]
+
+
+def _nonfinite(e: TensorDiff) -> str:
+    s = e.stats
+    if s is None:
+        return ""
+    return " ".join(f"{name}={getattr(s, name):,}" for name in ("nan_a", "nan_b", "inf_a", "inf_b") if getattr(s, name))
 
 
 def _groups(rows: list[GroupRow], depth: int | None, show_all: bool) -> Any:
@@ -134,6 +157,14 @@ def render_diff(result: DiffResult, *, show_all: bool = False) -> list[Any]:
             shown = s.entries if show_all else [e for e in s.entries if e.status != "identical" or e.dtype_changed]
             if shown:
                 out.append(_entries(s, shown, qualify))
+    for s in result.sections:
+        if s.dropped:
+            out.append(f"[dim]{s.name}: {len(s.dropped)} keys of A dropped by --rules/--like: "
+                       f"{_esc(', '.join(s.dropped[:8]))}{' …' if len(s.dropped) > 8 else ''}[/]")
+        if s.findings:
+            from ckpttool.report.text import findings_table
+
+            out.append(findings_table(s.findings))
     meta = _meta_lines(result)
     if meta:
         out.append("[bold]non-tensor changes[/]\n  " + "\n  ".join(meta))
@@ -145,5 +176,9 @@ def render_diff(result: DiffResult, *, show_all: bool = False) -> list[Any]:
         out.append(f"[bold]{s.name}[/]: {_esc(s.verdict())}")
     verdict = "[green]equal[/]" if result.equal else "[yellow]different[/]"
     tol = f"rtol={result.rtol:g}, atol={result.atol:g}"
-    out.append(f"{verdict} ({tol}{', dtype changes ignored' if result.ignore_dtype else ''})")
+    line = f"{verdict} ({tol}{', dtype changes ignored' if result.ignore_dtype else ''})"
+    if result.rules:
+        broken = sum(r.failed for r in result.rules)
+        line += f"; --fail-on decides: {broken} of {len(result.rules)} rules broken"
+    out.append(line)
     return out

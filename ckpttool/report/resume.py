@@ -6,6 +6,7 @@ The terminal plot uses plotext; ``--plot FILE.png`` uses matplotlib, an optional
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,8 @@ def render_resume(result: ResumeResult, *, plot: bool = True, width: int = 100, 
         jump = f"{lr['jump']:+.2%}" if lr.get("jump") is not None else "—"
         out.append(f"  LR       last trained {_fmt(lr['last_trained'])}, resume {_fmt(lr['resume_old'])} (old) → "
                    f"{_fmt(lr['resume_new'])} (new), jump {jump}")
+    for note in result.schedule.get("notes") or []:
+        out.append(f"  [dim]note     {note}[/dim]")
     table = Table(box=None, padding=(0, 2), title="checks", title_justify="left", show_header=False)
     for c in result.checks:
         text = c.message + (f"\n[dim]hint: {c.hint}[/dim]" if c.hint else "")
@@ -80,21 +83,55 @@ def _xy(points: list[list[float]], limit: int = 2000) -> tuple[list[float], list
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
+def _scale(result: ResumeResult) -> int:
+    """The power of ten that brings the largest LR into [1, 10): tick labels keep few decimals."""
+    values = [p[1] for name in ("old", "new") for p in result.full_curve.get(name, []) if p[1] > 0]
+    return math.floor(math.log10(max(values))) if values else 0
+
+
 def terminal_plot(result: ResumeResult, *, width: int = 100, height: int = 18, color: bool = False) -> str:
-    """Old and new LR curves with the resume point marked, as text (plotext)."""
+    """Old and new LR curves with the resume point marked, as text (plotext 5 or 6)."""
     import plotext as plt
 
+    k = _scale(result)
+    curves = []
+    for name, label in (("old", "old plan"), ("new", "resumed run")):
+        xs, ys = _xy(result.full_curve.get(name, []))
+        curves.append((label, xs, [y / 10**k for y in ys]))
+    title = f"learning rate ×1e{k} (group 0); resume at epoch {result.start_epoch}"
+    ys_all = [y for _, _, ys in curves for y in ys] or [0.0]
+    if hasattr(plt, "plot"):  # plotext 5.x: module-level state
+        return _plot5(plt, curves, title, result.start_epoch, width, height, color)
+    fig = plt.figure
+    fig.clear()
+    fig.plot_size(width, height)
+    for (label, xs, ys), marker in zip(curves, ("braille", "hd")):
+        if xs:
+            sig = fig.signal(xs, ys, marker=marker)
+            sig.label(label)
+            sig.lines()
+            fig.draw(sig)
+    if result.start_epoch is not None:
+        fig.draw(fig.segment([result.start_epoch, result.start_epoch], [min(ys_all), max(ys_all)]))
+    fig.title(title)
+    fig.label("epoch", "x")
+    text = str(fig.build().string(colorless=not color))
+    fig.clear()
+    return text
+
+
+def _plot5(plt: Any, curves: list[tuple[str, list[float], list[float]]], title: str, start: int | None,
+           width: int, height: int, color: bool) -> str:
     plt.clear_figure()
     plt.plotsize(width, height)
     if not color:
         plt.theme("clear")
-    for name, label, marker in (("old", "old plan", "dot"), ("new", "resumed run", "hd")):
-        xs, ys = _xy(result.full_curve.get(name, []))
+    for label, xs, ys in curves:
         if xs:
-            plt.plot(xs, ys, label=label, marker=marker)
-    if result.start_epoch is not None:
-        plt.vline(result.start_epoch)
-    plt.title(f"learning rate (group 0); resume at epoch {result.start_epoch}")
+            plt.plot(xs, ys, label=label)
+    if start is not None:
+        plt.vline(start)
+    plt.title(title)
     plt.xlabel("epoch")
     text = str(plt.build())
     plt.clear_figure()

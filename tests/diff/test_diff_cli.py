@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
@@ -146,6 +147,18 @@ def test_buffers_only_change_says_parameters_unchanged(capsys, tmp_path):
     assert rc == 0 and "ok --fail-on conv.*:max_abs>0" in out
 
 
+def test_pickled_modules_tell_parameters_from_buffers(capsys, tmp_path):
+    torch.manual_seed(0)
+    model = BNModel()
+    a = save({"epoch": 1, "model": copy.deepcopy(model), "ema": None, "updates": None, "optimizer": None},
+             tmp_path / "a.pt")
+    model.bn.running_var.fill_(2.0)  # a buffer that is not named like BatchNorm's would still be told apart
+    b = save({"epoch": 1, "model": model, "ema": None, "updates": None, "optimizer": None}, tmp_path / "b.pt")
+    rc, data = run_json(capsys, a, b)
+    assert rc == 1 and data["sections"]["model"]["kinds_known"] is True
+    assert data["verdict"] == "model: parameters unchanged, 1 buffer changed"
+
+
 def test_model1_against_model2_keys_differ_until_mapped(capsys):
     a, b = FIXTURES / "model1_state_dict.pt", FIXTURES / "model2_state_dict.pt"
     rc, data = run_json(capsys, a, b)
@@ -268,3 +281,87 @@ def test_malicious_file_is_never_executed(capsys, tmp_path, monkeypatch):
 def test_help_has_an_example(capsys):
     rc, out, _ = run(capsys, "diff", "--help")
     assert rc == 0 and "ckpttool diff a.pt b.safetensors" in out and "--fail-on" in out
+
+
+def test_rules_file_and_like_align_model1_to_model2(capsys, tmp_path):
+    a, b = FIXTURES / "model1_state_dict.pt", FIXTURES / "model2_state_dict.pt"
+    rules = tmp_path / "m1m2.toml"
+    rules.write_text('[[rule]]\nmap = { conv1 = "backbone.0", conv2 = "backbone.3" }\n[[rule]]\ndrop = "conv_a"\n')
+    rc, data = run_json(capsys, a, b, "--rules", rules)
+    assert rc == 0 and data["equal"] is True and len(data["identical"]) == 10
+    assert data["sections"]["model"]["dropped_by_rules"] == ["conv_a.weight", "conv_a.bias"]
+    rc, data = run_json(capsys, a, b, "--like", b)  # conv1 and conv_a both fit backbone.0: never guessed
+    assert rc == 1 and any(f["code"] == "remap.ambiguous" for f in data["findings"])
+    rc, data = run_json(capsys, a, b, "--map", "conv1=backbone.0", "--like", b)
+    assert rc == 0 and len(data["identical"]) == 10
+
+
+def test_maps_are_simultaneous(capsys, tmp_path):
+    a = save({"x.weight": torch.ones(2), "y.weight": torch.zeros(2)}, tmp_path / "a.pt")
+    b = save({"y.weight": torch.ones(2), "x.weight": torch.zeros(2)}, tmp_path / "b.pt")
+    rc, _ = run_json(capsys, a, b)
+    assert rc == 1
+    rc, data = run_json(capsys, a, b, "--map", "x=y", "--map", "y=x")
+    assert rc == 0 and sorted(data["identical"]) == ["x.weight", "y.weight"]
+
+
+def test_progress_bar_appears_only_after_the_delay(monkeypatch):
+    from ckpttool.cli.diff import _DelayedBar
+
+    bar = _DelayedBar()
+    bar.enabled = True
+    bar.start(100)
+    bar.advance(10)
+    assert bar._bar is None  # under a second: nothing drawn
+    monkeypatch.setattr(_DelayedBar, "DELAY_S", 0.0)
+    bar.advance(10)
+    assert bar._bar is not None and bar.done == 20
+    bar.close()
+    assert bar._bar is None
+
+
+def test_diff_does_not_import_torch(tmp_path):
+    import subprocess
+    import sys
+
+    a = save({k: v.to(torch.bfloat16) for k, v in model1_sd().items()}, tmp_path / "a.safetensors")
+    b = save({k: (v + 1).to(torch.bfloat16) for k, v in model1_sd().items()}, tmp_path / "b.pt")
+    code = ("import sys; from ckpttool.cli import main; rc = main(['diff', sys.argv[1], sys.argv[2], '--json']); "
+            "sys.exit(10 + rc if 'torch' in sys.modules else rc)")
+    proc = subprocess.run([sys.executable, "-c", code, str(a), str(b)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+
+
+def test_optimizer_state_of_dropped_parameters_is_reported_as_tensors_only(capsys):
+    rc, data = run_json(capsys, FIXTURES / "lightning.ckpt", FIXTURES / "lightning_ema.ckpt", "--section", "optimizer")
+    assert rc == 1
+    paths = [m["path"] for m in data["meta_changed"]]
+    assert paths and all(p.startswith("param_groups.0.params.") for p in paths)
+    assert paths == sorted(paths, key=lambda p: int(p.rsplit(".", 1)[1]))  # natural order: 6, 7, ..., 10, 11
+    assert "state.6.momentum_buffer" in data["only_in_a"]
+
+
+def test_json_keeps_the_design_contract(capsys, tmp_path):
+    sd = model1_sd()
+    other = dict(sd)
+    other["fc1.weight"] = sd["fc1.weight"] + 0.01
+    del other["conv_a.weight"]
+    rc, data = run_json(capsys, save(sd, tmp_path / "a.pt"), save(other, tmp_path / "b.pt"))
+    assert rc == 1
+    contract = {"schema_version": int, "equal": bool, "section": str, "only_in_a": list, "only_in_b": list,
+                "shape_changed": list, "dtype_changed": list, "value_changed": list, "identical": list,
+                "meta_changed": list}
+    for key, kind in contract.items():
+        assert isinstance(data[key], kind), key
+    entry = data["value_changed"][0]
+    assert entry["key"] == "fc1.weight"
+    assert {"max_abs", "mean_abs", "rel_l2", "cosine", "mismatched"} <= set(entry)
+    assert math.isclose(entry["max_abs"], 0.01, rel_tol=1e-4) and entry["mismatched"] == sd["fc1.weight"].numel()
+
+
+def test_strip_prefix_works_on_whole_components(capsys, tmp_path):
+    a = save({"model.w": torch.ones(2), "modelx.w": torch.zeros(2)}, tmp_path / "a.pt")
+    b = save({"w": torch.ones(2), "modelx.w": torch.zeros(2)}, tmp_path / "b.pt")
+    for prefix in ("model", "model."):
+        rc, data = run_json(capsys, a, b, "--strip-prefix", prefix)
+        assert rc == 0 and sorted(data["identical"]) == ["modelx.w", "w"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F  # noqa: N812 - the torch convention
@@ -26,7 +27,7 @@ def train_steps(model: nn.Module, after_step, steps: int = 3, seed: int = 0) -> 
 
 
 def test_ema_pytorch_file_without_online_model(tmp_path: Path, cli) -> None:
-    from ema_pytorch import EMA
+    EMA = pytest.importorskip("ema_pytorch").EMA  # noqa: N806 - the library's class name
 
     torch.manual_seed(0)
     model = BNModel()
@@ -43,7 +44,7 @@ def test_ema_pytorch_file_without_online_model(tmp_path: Path, cli) -> None:
 
 
 def test_ema_pytorch_file_with_online_model(tmp_path: Path, cli) -> None:
-    from ema_pytorch import EMA
+    EMA = pytest.importorskip("ema_pytorch").EMA  # noqa: N806 - the library's class name
 
     torch.manual_seed(1)
     model = BNModel()
@@ -74,7 +75,7 @@ def test_averaged_model_nested_in_a_training_dict(tmp_path: Path, cli) -> None:
 
 
 def test_torch_ema_maps_by_position_and_copies_buffers(tmp_path: Path, cli) -> None:
-    from torch_ema import ExponentialMovingAverage
+    ExponentialMovingAverage = pytest.importorskip("torch_ema").ExponentialMovingAverage  # noqa: N806
 
     torch.manual_seed(3)
     model = BNModel()
@@ -91,7 +92,7 @@ def test_torch_ema_maps_by_position_and_copies_buffers(tmp_path: Path, cli) -> N
 
 
 def test_torch_ema_over_a_subset_of_repeated_shapes_is_refused(tmp_path: Path, cli) -> None:
-    from torch_ema import ExponentialMovingAverage
+    ExponentialMovingAverage = pytest.importorskip("torch_ema").ExponentialMovingAverage  # noqa: N806
 
     torch.manual_seed(4)
     model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4))

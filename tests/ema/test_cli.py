@@ -92,6 +92,13 @@ def test_list_and_source_pick_between_candidates(tmp_path: Path, cli) -> None:
     assert torch.equal(load_output(tmp_path / "e.safetensors")["fc1.weight"], sd["fc1.weight"] * 0.5)
 
 
+def test_plain_extraction_of_stable_diffusion_is_ema_only(tmp_path: Path, cli) -> None:
+    assert cli("extract-ema", FIXTURES / "sd_ema.ckpt", "-o", tmp_path / "emaonly.safetensors").code == 0
+    src = torch.load(FIXTURES / "sd_ema.ckpt", weights_only=True)["state_dict"]
+    got = load_output(tmp_path / "emaonly.safetensors")
+    assert sorted(got) == sorted(k for k in src if not k.startswith("model_ema."))
+
+
 def test_dry_run_checks_and_writes_nothing(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     run = cli("extract-ema", FIXTURES / "sd_ema.ckpt", "--dry-run", "--json")
@@ -170,3 +177,55 @@ def test_human_report_says_where_why_and_how_far(tmp_path: Path, cli) -> None:
 def test_help_has_an_example(cli) -> None:
     run = cli("extract-ema", "--help")
     assert run.code == 0 and "ckpttool extract-ema last.pt -o model.safetensors" in run.out
+
+
+def test_into_checkpoint_stable_diffusion_swaps_the_weights_and_keeps_the_litema(tmp_path: Path, cli) -> None:
+    out = tmp_path / "published.ckpt"
+    assert cli("extract-ema", FIXTURES / "sd_ema.ckpt", "-o", out, "--into-checkpoint").code == 0
+    got = torch.load(out, weights_only=True)
+    src = torch.load(FIXTURES / "sd_ema.ckpt", weights_only=True)
+    assert got["global_step"] == src["global_step"]
+    assert list(got["state_dict"]) == list(src["state_dict"])  # still loads strictly into LatentDiffusion
+    key = "model.diffusion_model.input_blocks.1.0.weight"
+    assert torch.equal(got["state_dict"][key], src["state_dict"]["model_ema.diffusion_modelinput_blocks10weight"])
+    assert torch.equal(got["state_dict"]["betas"], src["state_dict"]["betas"])
+
+
+def test_distance_matches_torch(tmp_path: Path, cli) -> None:
+    torch.manual_seed(8)
+    model = {"w": torch.randn(300, 700), "b": torch.randn(700), "n": torch.tensor(3)}
+    ema = {"w": (model["w"] + 1e-2 * torch.randn(300, 700)).half(), "b": model["b"].clone().half(), "n": model["n"]}
+    torch.save({"model": model, "ema": ema}, tmp_path / "ck.pt")
+    run = cli("extract-ema", tmp_path / "ck.pt", "--dry-run", "--json")
+    diffs = [(model[k].double() - ema[k].double()).reshape(-1) for k in ("w", "b")]
+    d = torch.cat(diffs)
+    raw = torch.cat([model[k].double().reshape(-1) for k in ("w", "b")])
+    assert run.json["distance"]["max_abs"] == pytest.approx(float(d.abs().max()), rel=1e-12)
+    assert run.json["distance"]["rel_l2"] == pytest.approx(float(d.norm() / raw.norm()), rel=1e-6)
+    assert run.json["distance"]["compared"] == 2 and "ema.dtype-differs" in run.codes
+
+
+def test_non_finite_counters_are_ignored_not_crashed_on(tmp_path: Path, cli) -> None:
+    nan, inf = float("nan"), float("inf")
+    torch.save({"state_dict": {"model.w": torch.ones(2), "model_ema.decay": torch.tensor(nan),
+                               "model_ema.num_updates": torch.tensor(inf), "model_ema.w": torch.zeros(2)}},
+               tmp_path / "sd.ckpt")
+    torch.save({"model": {"w": torch.ones(2)}, "ema": {"shadow_params": [torch.zeros(2)], "num_updates": inf,
+                                                       "decay": nan}}, tmp_path / "te.pt")
+    for name in ("sd.ckpt", "te.pt"):
+        run = cli("extract-ema", tmp_path / name, "--dry-run", "--json")
+        assert run.code == 0, run.err
+        assert run.json["updates"] is None and run.json["decay"] is None
+        assert run.json["distance"]["max_abs"] == 1.0
+
+
+def test_a_diverged_ema_is_flagged(tmp_path: Path, cli) -> None:
+    model = {"w": torch.ones(4), "mask": torch.tensor([0.0, float("-inf")])}
+    ema = {"w": torch.tensor([1.0, float("nan"), 0.5, 1.0]), "mask": model["mask"].clone()}
+    torch.save({"model": model, "ema": ema}, tmp_path / "ck.pt")
+    run = cli("extract-ema", tmp_path / "ck.pt", "-o", tmp_path / "e.safetensors", "--json")
+    assert run.code == 0 and "ema.non-finite" in run.codes  # -inf in both (a mask) is not flagged
+    (finding,) = [f for f in run.json["findings"] if f["code"] == "ema.non-finite"]
+    assert finding["message"].startswith("1 EMA tensors") and finding["message"].endswith(": w")
+    assert run.json["distance"]["max_abs"] == 0.5
+    assert run.json["distance"]["rel_l2"] == pytest.approx(0.5 / 3**0.5)  # over the finite pairs only

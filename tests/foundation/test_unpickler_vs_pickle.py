@@ -14,7 +14,8 @@ from ckpttool.model import PickledDict
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**80), max_value=2**80),
-    st.floats(allow_nan=False), st.text(max_size=40), st.binary(max_size=40),
+    st.floats(allow_nan=False), st.complex_numbers(allow_nan=False), st.text(max_size=40),
+    st.binary(max_size=40),
 )
 values = st.recursive(
     scalars,

@@ -182,6 +182,31 @@ def _zip_member(name: str) -> Callable[[Path, str], bytes]:
     return build
 
 
+def torch_tar(members: dict[str, bytes]) -> bytes:
+    """torch's pre-0.4 tar format: sys_info, storages, tensors and pickle members."""
+    import tarfile
+
+    base = {"sys_info": pickle.dumps({"protocol_version": 1001, "little_endian": True}, 2),
+            "storages": pickle.dumps(0, 2) + pickle.dumps([], 2), "tensors": pickle.dumps(0, 2),
+            "pickle": pickle.dumps({"w": 1}, 2)}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in {**base, **members}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _tar_member(name: str) -> Callable[[Path, str], bytes]:
+    def build(folder: Path, case: str) -> bytes:
+        payload = os_system_pickle(folder, case)
+        if name == "storages":  # os.system returns 0: a valid storage count, then the views list
+            payload += pickle.dumps([], 2)
+        return torch_tar({name: payload})
+    return build
+
+
 def _name_mismatch(folder: Path, case: str) -> bytes:
     data = bytearray(torch_zip({"archive/data.pkl": os_system_pickle(folder, case)}))
     at = data.find(b"archive/data.pkl")  # the first occurrence is the local header's name
@@ -286,7 +311,7 @@ def _cases() -> list[Case]:
         Case("nt_system", "nt_system.pkl", _simple("nt", "system"), ("nt.system",)),
         Case("builtins_eval", "eval.pkl", _simple(b, "eval", "py"), ("builtins.eval",), "pickle"),
         Case("builtins_exec", "exec.pkl", _simple(b, "exec", "py"), ("builtins.exec",), "pickle"),
-        Case("py2_builtin_eval", "py2_eval.pkl", _simple("__builtin__", "eval", "py"), ("__builtin__.eval",),
+        Case("py2_builtin_eval", "py2_eval.pkl", _simple("__builtin__", "eval", "py"), ("builtins.eval",),
              "pickle", notes="Python 2 module name, mapped to builtins by pickle for protocol < 3"),
         Case("builtins_compile_exec", "compile.pkl",
              lambda f, c: pkl(call(glob(b, "exec"), call(glob(b, "compile"), uni(pycode(f, c)), uni("<x>"),
@@ -390,11 +415,18 @@ def _cases() -> list[Case]:
              lambda f, c: pkl(call(glob(b, "eval"), uni(f"({pycode(f, c)}, {MAGIC})[1]"))) + b"".join(
                  legacy_parts()[1:]),
              ("builtins.eval",), "torch", notes="the magic number computed by eval"),
+        Case("tar_payload_in_pickle_member", "tar_pickle.pt", _tar_member("pickle"), ("os.system",), "torch",
+             notes="torch's pre-0.4 tar format, which scanners reading only zips and streams skip"),
+        Case("tar_payload_in_storages_member", "tar_storages.pt", _tar_member("storages"), ("os.system",), "torch",
+             readable=False, notes="the payload returns 0, a valid storage count for torch; ckpttool refuses it"),
         Case("zip_payload_in_data_pkl", "zip_data.pt", _zip_member("archive/data.pkl"), ("os.system",), "torch"),
         Case("zip_payload_in_serialization_id", "zip_serial.pt", _zip_member("archive/.data/serialization_id"),
              ("os.system",), notes="a pickle in a member torch reads as text"),
         Case("zip_payload_in_other_data_pkl", "zip_other.pt", _zip_member("other/data.pkl"), ("os.system",)),
         Case("zip_payload_in_extra_member", "zip_extra.pt", _zip_member("archive/extra/state"), ("os.system",)),
+        Case("zip_payload_then_garbage_in_extra_member", "zip_extra_garbage.pt",
+             lambda f, c: torch_zip({"archive/extra/blob": os_system_pickle(f, c)[:-1] + b"\xff\xff"}),
+             ("os.system",), notes="the payload is reported although the member does not parse"),
         Case("torchscript_constants_pkl", "script_constants.pt", _torchscript_constants, ("os.system",)),
         Case("zip_local_name_mismatch", "zip_mismatch.pt", _name_mismatch, ("os.system",), "torch",
              notes="local header says archive/dat4.pkl; Python's zipfile refuses, torch reads it"),

@@ -74,17 +74,18 @@ def run_bounded(paths: list[Path], commands: tuple[str, ...] = ("open", "inspect
 
 
 def assert_clean_error(outcome: Outcome, *, allow_ok: bool = False) -> None:
-    """Only a CkptError (or success, where allowed); CLI: exit 2 with one line, or 0/1 when readable."""
+    """Only a CkptError escapes (or success, where allowed); the CLI exits 2 with one line, never a traceback.
+
+    A file that opens may still be refused by a command that walks deeper (a 200 000-level list):
+    then too the command must exit 2 with one line.
+    """
     assert not outcome.open.startswith("ESCAPED"), (outcome.path, outcome.open)
     if not allow_ok:
         assert outcome.open != "ok", f"{outcome.path} was accepted"
     for command, result in outcome.commands.items():
         stderr = str(result["stderr"])
         assert "Traceback" not in stderr and "internal-error" not in stderr, (outcome.path, command, stderr)
-        if outcome.open == "ok":
-            assert result["code"] in (0, 1), (outcome.path, command, result)
-        else:
-            assert result["code"] == 2, (outcome.path, command, result)
-            if command == "inspect":
-                lines = stderr.strip().splitlines()
-                assert len(lines) == 1 and lines[0].startswith("ckpttool: error["), (outcome.path, stderr)
+        assert result["code"] in ((0, 1, 2) if outcome.open == "ok" else (2,)), (outcome.path, command, result)
+        if result["code"] == 2 and command == "inspect":
+            lines = stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("ckpttool: error["), (outcome.path, stderr)

@@ -64,6 +64,9 @@ class Crafted:
     expect: tuple[str, ...]  # acceptable outcomes: error references, or "ok"
 
 
+_BIG_INT = b"\x8b" + struct.pack("<i", 65536) + b"\x01" * 65536  # past str()'s 4300-digit guard
+
+
 def _pkl(body: bytes, proto: int = 2) -> bytes:
     return b"\x80" + bytes([proto]) + body + b"."
 
@@ -86,7 +89,7 @@ def _tensor_pickle(numel: int, offset: int = 0, size: tuple[int, ...] = (4,),
     pid = b"(" + _u("storage") + b"ctorch\n" + storage.encode() + b"\n" + _u("0") + _u("cpu") + \
         b"\x8a\x08" + struct.pack("<q", numel) + b"tQ"
     call = (b"ctorch._utils\n_rebuild_tensor_v2\n(" + pid + b"J" + struct.pack("<i", offset) + b"(" + ints
-            + b"t(" + strides + b"t\x89ccollections\nOrderedDict\n)Rtr")
+            + b"t(" + strides + b"t\x89ccollections\nOrderedDict\n)RtR")
     return _pkl(b"}" + _u("w") + call + b"s")
 
 
@@ -114,19 +117,19 @@ def _dag(kind: str, levels: int = 60) -> bytes:
 def crafted() -> list[Crafted]:
     corrupt = ("corrupt-pickle", "truncated-file", "unreadable-checkpoint")
     limit = ("resource-limit",)
-    n = 200_000
+    n = 20_000
     zeros = bytes(20 << 20)
     w = struct.pack("<4f", 1, 2, 3, 4)
     st_ok = {"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}
     return [
         # ---- pickle resource bombs ----------------------------------------------------------------
-        Crafted("deep_list", _pkl(b"]" * n + b"a" * (n - 1)), limit),
-        Crafted("deep_dict", _pkl(b"}" + (_u("k") + b"}") * n + b"s" * n), limit),
+        Crafted("deep_list", _pkl(b"]" * n + b"a" * (n - 1)), ("ok", *limit)),
+        Crafted("deep_dict", _pkl(b"}" + (_u("k") + b"}") * n + b"s" * n), ("ok", *limit)),
         Crafted("deep_tuple_as_dict_key", _pkl(b"})" + b"\x85" * 1_000_000 + b"Ns"), limit),
         Crafted("deep_tuple_in_set", _pkl(b"\x8f(" + b")" + b"\x85" * 1_000_000 + b"\x90", 4), limit),
         Crafted("deep_tuple_by_builtins_tuple",
                 _pkl(b")q\x010cbuiltins\ntuple\nq\x020" + b"h\x02(]h\x01atRq\x010" * 2000 + b"}h\x01Ns"), limit),
-        Crafted("deep_stub_state", _pkl(b"cm\nM\nq\x000" + b"h\x00)R" * n + b"b" * (n - 1)), limit),
+        Crafted("deep_stub_state", _pkl(b"cm\nM\nq\x000" + b"h\x00)R" * n + b"b" * (n - 1)), ("ok", *limit)),
         Crafted("memo_dag_lists_2_60", _pkl(_dag("list")), ("ok",)),
         Crafted("memo_dag_dicts_2_60", _pkl(_dag("dict")), ("ok",)),
         Crafted("memo_dag_tuples_2_60", _pkl(_dag("tuple")), ("ok",)),
@@ -136,7 +139,10 @@ def crafted() -> list[Crafted]:
         Crafted("cycle_list", _pkl(b"]q\x00h\x00a"), ("ok",)),
         Crafted("cycle_dict", _pkl(b"}q\x00" + _u("self") + b"h\x00s"), ("ok",)),
         Crafted("cycle_stub_state", _pkl(b"cmodels\nNet\n)Rq\x00}" + _u("me") + b"h\x00sb"), ("ok",)),
-        Crafted("million_marks", _pkl(b"(" * 1_000_000 + b"N"), ("ok",) + corrupt),
+        Crafted("many_marks", _pkl(b"(" * 300_000 + b"N"), ("ok", *corrupt)),
+        Crafted("int_of_65536_bytes_as_value", _pkl(b"}" + _u("epoch") + _BIG_INT + b"s"), ("ok",)),
+        Crafted("int_of_65536_bytes_as_key", _pkl(b"}" + _BIG_INT + b"Ns"), ("ok",)),
+        Crafted("nan_and_inf_values", pickle.dumps({"epoch": float("nan"), "lr": float("-inf")}, 2), ("ok",)),
         Crafted("long4_huge", _pkl(b"\x8b" + struct.pack("<i", 2**31 - 1)), limit + corrupt),
         Crafted("binbytes8_huge", _pkl(b"\x8e" + struct.pack("<Q", 2**63), 4), corrupt),
         Crafted("binunicode8_huge", _pkl(b"\x8d" + struct.pack("<Q", 2**64 - 1), 4), corrupt),
@@ -181,9 +187,11 @@ def crafted() -> list[Crafted]:
         Crafted("zip_negative_size", torch_zip({"archive/data.pkl": _tensor_pickle(4, size=(-4,)),
                                                 "archive/data/0": w}), corrupt),
         Crafted("zip_huge_shape_zero_stride", torch_zip({"archive/data.pkl": _tensor_pickle(
-            4, size=(2**31 - 1, 2**31 - 1), stride=(0, 0)), "archive/data/0": w}), ("ok",) + corrupt),
+            4, size=(2**31 - 1, 2**31 - 1), stride=(0, 0)), "archive/data/0": w}), ("ok", *corrupt)),
         Crafted("zip_unknown_storage_type", torch_zip({"archive/data.pkl": _tensor_pickle(4, storage="EvilStorage"),
                                                        "archive/data/0": w}), corrupt),
+        Crafted("zip_extra_member_starting_like_a_pickle",
+                torch_zip({"archive/extra/blob.bin": b"\x80\x02\xff not a pickle"}), ("ok",)),
         Crafted("zip_valid_tensor", torch_zip({"archive/data.pkl": _tensor_pickle(4), "archive/data/0": w}),
                 ("ok",)),
         # ---- legacy stream ------------------------------------------------------------------------
@@ -267,7 +275,7 @@ def _patch_eocd(data: bytes, *, count: int | None = None, dir_offset: int | None
 def _legacy_with_storage(numel: int, *, header: int | None = None, body: bytes | None = None) -> bytes:
     """A legacy stream whose data pickle declares one FloatStorage of ``numel`` elements."""
     pid = (b"(" + _u("storage") + b"ctorch\nFloatStorage\n" + _u("0") + _u("cpu") + b"\x8a\x08"
-           + struct.pack("<q", numel) + b"Ntp\x00")
+           + struct.pack("<q", numel) + b"Nt")
     data = _pkl(b"}" + _u("w") + b"ctorch._utils\n_rebuild_tensor_v2\n(" + pid + b"QK\x00(K\x04t(K\x01t\x89"
                 + b"ccollections\nOrderedDict\n)RtRs")
     parts = legacy_parts()

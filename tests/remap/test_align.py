@@ -46,7 +46,7 @@ def test_two_sources_for_one_target_is_ambiguous_and_both_stay_out():
 def test_leftovers_missing_and_shape_mismatch_in_coverage():
     src = {"a.weight": (3, 3), "b.weight": (5,)}
     tgt = {"a.weight": (3, 4), "c.weight": (7,)}
-    result, p = _run(src, tgt)
+    result, _ = _run(src, tgt)
     assert sorted(result.leftovers) == ["a", "b"]
     assert result.missing == ["a", "c"]
     codes = {f.code for f in result.findings}
@@ -61,3 +61,13 @@ def test_parent_and_child_modules_decided_separately():
     tgt = {"stage.weight": (2,), "blk.sub.weight": (3,)}
     _, p = _run(src, tgt)
     assert p.forward == {"blk.weight": "stage.weight", "blk.sub.weight": "blk.sub.weight"}
+
+
+def test_name_match_then_the_one_left():
+    src = {"conv1.weight": W, "conv_a.weight": W, "fc.weight": (2, 2)}
+    tgt = {"model.conv1.weight": W, "model.conv_a.weight": W, "model.fc.weight": (2, 2)}
+    result, p = _run(src, tgt)
+    assert result.matches["conv_a"] == ("model.conv_a", "same shapes, name similarity 0.83")
+    assert result.matches["conv1"] == ("model.conv1", "same shapes, the one left after name matches")
+    assert result.matches["fc"] == ("model.fc", "unique shape signature")
+    assert all(r.dst == "model." + r.src for r in p.mapping)

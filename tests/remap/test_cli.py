@@ -63,7 +63,7 @@ def test_existing_output_needs_force_and_input_is_never_the_output(tmp_path, cap
     assert out.read_bytes() == b"keep me"
     assert "--force" in capsys.readouterr().err
     assert main(["remap", str(SD1), "-o", str(out), "--add-prefix", "net", "--force"]) == 0
-    assert list(_load(out))[0] == "net.conv1.weight"
+    assert next(iter(_load(out))) == "net.conv1.weight"
     copy = tmp_path / "in.pt"
     copy.write_bytes(SD1.read_bytes())
     assert main(["remap", str(copy), "-o", str(copy), "--add-prefix", "net", "--force"]) == 2
@@ -84,7 +84,7 @@ def test_bad_rules_file(tmp_path):
     rules.write_text("[[rule]]\nregex = '('\nreplace = 'x'\n")
     _refused(tmp_path, "--rules", str(rules), match="invalid regex")
     rules.write_text("[[rule\n")
-    _refused(tmp_path, "--rules", str(rules), match="not valid TOML")
+    _refused(tmp_path, "--rules", str(rules), match="is not valid TOML")
 
 
 def test_unknown_layout_names(tmp_path):
@@ -126,3 +126,22 @@ def test_human_output_shows_reasons():
 def test_help_has_an_example():
     proc = run_cli("remap", "--help")
     assert proc.returncode == 0 and "ckpttool remap old.pt -o new.pt --to sequential" in proc.stdout
+
+
+@pytest.mark.parametrize("fixture, paths", [
+    ("lightning_ema.ckpt", [("state_dict",), ("current_model_state",)]),
+    ("ema_pytorch.pt", [("model",), ("ema", "ema_model."), ("ema", "online_model.")]),
+    ("timm_checkpoint.pth.tar", [("state_dict",), ("state_dict_ema",)]),
+    ("generic_train.pt", [("model_state_dict",), ("model_ema",)]),
+])
+def test_every_section_holding_the_model_is_renamed(tmp_path, fixture, paths):
+    out = tmp_path / "out.pt"
+    assert main(["remap", str(FIXTURES / fixture), "-o", str(out), "--add-prefix", "net"]) == 0
+    orig, new = torch.load(FIXTURES / fixture, weights_only=False), torch.load(out, weights_only=False)
+    assert set(new) == set(orig)
+    for key, *prefix in paths:
+        pre = prefix[0] if prefix else ""
+        old_keys = [k[len(pre):] for k, v in orig[key].items() if k.startswith(pre) and torch.is_tensor(v)]
+        for k in old_keys:
+            assert torch.equal(new[key][f"{pre}net.{k}"], orig[key][pre + k]), (key, k)
+        assert not any(pre + k in new[key] for k in old_keys)

@@ -6,7 +6,7 @@ import json
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812 - torch's own idiom
 
 from ckpttool.cli import main
 from fixtures.reference_models import BNModel, Model1, Model2

@@ -13,7 +13,7 @@ from ckpttool.ops.remap import (
     plan,
     preset,
 )
-from ckpttool.ops.remap.rules import parse_rules
+from ckpttool.ops.remap.rules_file import parse_rules
 
 KEYS = ["conv1.weight", "conv1.bias", "conv10.weight", "submodule.conv1.weight", "fc.weight"]
 
@@ -58,7 +58,7 @@ def test_lightning_preset_detects_or_takes_the_attribute():
     assert [r.dst for r in plan(keys, preset("lightning", None)).mapping] == ["conv.weight", "fc.bias"]
     keys2 = ["net.conv.weight", "loss.weight"]
     assert plan(keys2, preset("lightning:net", None)).forward["net.conv.weight"] == "conv.weight"
-    with pytest.raises(UsageError, match="lightning:ATTR|LightningModule"):
+    with pytest.raises(UsageError, match=r"lightning:ATTR|LightningModule"):
         plan(keys2, preset("lightning", None))
     with pytest.raises(UsageError, match="unknown preset"):
         preset("keras", None)
@@ -75,7 +75,7 @@ def test_rules_run_in_order_and_unmatched_ones_are_reported():
 def test_collision_is_an_error_never_last_wins():
     p = plan(["module.a.w", "a.w"], [StripPrefix(prefix="module")])
     assert p.collisions == {"a.w": ["module.a.w", "a.w"]}
-    with pytest.raises(RemapConflict, match="module.a.w and a.w would all become a.w"):
+    with pytest.raises(RemapConflict, match=r"module\.a\.w and a\.w would all become a\.w"):
         p.check()
 
 
@@ -99,7 +99,8 @@ add_prefix = "net"
 note = "LightningModule attribute"
 ''')
     rules = parse_rules(doc)
-    keys = ["module.encoder.w", "module.backbone.w", "module.layer3.conv.w", "module.aux.w", "module.bn.num_batches_tracked"]
+    keys = ["module.encoder.w", "module.backbone.w", "module.layer3.conv.w", "module.aux.w",
+            "module.bn.num_batches_tracked"]
     p = plan(keys, rules)
     assert [r.dst for r in p.mapping] == ["net.backbone.w", "net.encoder.w", "net.stage3.conv.w"]
     assert [k for k, _ in p.dropped] == ["module.aux.w", "module.bn.num_batches_tracked"]

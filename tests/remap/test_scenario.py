@@ -10,7 +10,7 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812 - torch's own idiom
 
 from ckpttool.cli import main
 from fixtures.reference_models import Model1, Model2

@@ -55,7 +55,7 @@ def test_stateless_names_declared_or_known_from_metadata():
 
 def test_to_named_refuses_children_the_layout_does_not_list():
     lay = _layout('[sequential]\nbackbone = ["conv1", "relu"]\n')
-    with pytest.raises(UsageError, match="backbone.5.weight"):
+    with pytest.raises(UsageError, match=r"backbone\.5\.weight"):
         to_named(lay, ["backbone.0.weight", "backbone.5.weight"])
     with pytest.raises(UsageError, match="no container of the layout") as info:
         to_named(lay, ["conv1.weight"])

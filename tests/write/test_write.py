@@ -176,3 +176,63 @@ def test_hash_name(tmp_path: Path) -> None:
     assert result.path == hashed_name(tmp_path / "model.pth", result.sha256)
     assert result.path.name == f"model-{result.sha256[:8]}.pth" and result.path.exists()
     assert not (tmp_path / "model.pth").exists()
+
+
+def test_corruption_on_the_way_to_disk_fails_verification(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = HashingSink.write
+
+    def flip(self: HashingSink, data: bytes) -> None:
+        raw = bytes(data)
+        if len(raw) == 4000:  # the tensor's bytes, not a header
+            raw = b"\x01" + raw[1:]
+        real(self, raw)
+
+    monkeypatch.setattr(HashingSink, "write", flip)
+    for name in ("x.pt", "x.safetensors"):
+        with pytest.raises(VerificationFailed, match=r"different bytes|read back differently"):
+            write_checkpoint({"a": torch.zeros(1000)}, tmp_path / name)
+    assert not list(tmp_path.iterdir())
+
+
+def test_shared_containers_and_cycles_survive(tmp_path: Path) -> None:
+    shared = {"lr": 0.1}
+    loop: list = [1]
+    loop.append(loop)
+    deep: dict = {"leaf": torch.ones(1)}
+    for _ in range(150):
+        deep = {"d": deep}
+    out = tmp_path / "x.pt"
+    write_checkpoint({"a": shared, "b": shared, "loop": loop, "deep": deep}, out)
+    got = torch.load(out, weights_only=True)
+    assert got["a"] is got["b"] and got["loop"][1] is got["loop"]
+    node = got["deep"]
+    for _ in range(150):
+        node = node["d"]
+    assert torch.equal(node["leaf"], torch.ones(1))
+
+
+def test_zip64_records_load_in_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records past 4 GiB get zip64 fields; lowering the threshold checks that form on a small file."""
+    from ckpttool.io.zip_writer import ZipStreamWriter
+
+    monkeypatch.setattr(ZipStreamWriter, "ZIP64_AT", 100)
+    tree = {"a": torch.randn(300), "b": torch.arange(7), "c": torch.randn(2, 3).t()}
+    out = tmp_path / "z.pt"
+    write_checkpoint(tree, out)
+    with zipfile.ZipFile(out) as z:
+        assert z.testzip() is None
+    for mmap in (False, True):
+        got = torch.load(out, weights_only=True, mmap=mmap)
+        assert all(torch.equal(got[k], v) and got[k].stride() == v.stride() for k, v in tree.items())
+
+
+def test_a_state_dict_object_is_written_as_torch_writes_one(tmp_path: Path) -> None:
+    src = FIXTURES / "bn_state_dict.pt"
+    sd = ckpttool.open(src).state_dict()
+    write_checkpoint(sd, tmp_path / "a.pt")
+    write_checkpoint(sd, tmp_path / "a.safetensors")
+    ref = torch.load(src, weights_only=True)
+    got = torch.load(tmp_path / "a.pt", weights_only=True)
+    assert list(got) == list(ref) and got._metadata == ref._metadata
+    flat = load_file(tmp_path / "a.safetensors")
+    assert all(torch.equal(got[k], ref[k]) and torch.equal(flat[k], ref[k]) for k in ref)

@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ckpttool.model import Checkpoint, TensorRef
-from ckpttool.ops.diff.align import Alignment, align_keys
+from ckpttool.ops.diff.align import AlignedKeys, Alignment, align_keys
 from ckpttool.ops.diff.group import group_entries
 from ckpttool.ops.diff.meta import compare_plain
 from ckpttool.ops.diff.result import DiffResult, SectionDiff, TensorDiff
 from ckpttool.ops.diff.rules import FailRule, evaluate
 from ckpttool.ops.diff.sections import SideView, kind_of, section_names, view_of
-from ckpttool.ops.diff.values import compare_values
+from ckpttool.ops.diff.values import ByteComparer, compare_values
 
 __all__ = ["DiffOptions", "ProgressSink", "diff_checkpoints"]
 
@@ -54,33 +54,33 @@ class _Pair:
     key_b: str | None
 
 
-def _pairs(va: SideView, vb: SideView, alignment: Alignment) -> tuple[list[_Pair], int]:
-    """Aligned names in A's order then B's leftovers, and how many keys alignment renamed."""
+def _pairs(va: SideView, vb: SideView, alignment: Alignment) -> tuple[list[_Pair], AlignedKeys, int]:
+    """Aligned names in A's order then B's leftovers, A's alignment outcome, and how many keys were renamed."""
     if va.aligns or vb.aligns:
-        map_a = align_keys(list(va.tensors), alignment, side="a")
-        map_b = align_keys(list(vb.tensors), alignment, side="b")
+        shapes = {k: t.shape for k, t in va.tensors.items()}
+        al_a = align_keys(list(va.tensors), alignment, side="a", shapes=shapes)
+        map_b = align_keys(list(vb.tensors), alignment, side="b").names
     else:
-        map_a, map_b = {k: k for k in va.tensors}, {k: k for k in vb.tensors}
+        al_a, map_b = AlignedKeys(names={k: k for k in va.tensors}), {k: k for k in vb.tensors}
+    map_a = al_a.names
     renamed = sum(new != old for new, old in map_a.items()) + sum(new != old for new, old in map_b.items())
     pairs = [_Pair(new, old, map_b.get(new)) for new, old in map_a.items()]
     pairs += [_Pair(new, None, old) for new, old in map_b.items() if new not in map_a]
-    return pairs, renamed
+    return pairs, al_a, renamed
 
 
 def _compare(pair: _Pair, ta: TensorRef | None, tb: TensorRef | None, kind: str, options: DiffOptions,
-             progress: ProgressSink | None) -> TensorDiff:
+             progress: ProgressSink | None, comparer: ByteComparer) -> TensorDiff:
     key_a = pair.key_a if pair.key_a != pair.key else None
-    if tb is None or ta is None:
-        t = ta if ta is not None else tb
-        assert t is not None
-        status = "only_a" if tb is None else "only_b"
-        return TensorDiff(pair.key, status, kind, dtype_a=ta.dtype if ta else None, dtype_b=tb.dtype if tb else None,
+    if ta is None or tb is None:
+        return TensorDiff(pair.key, "only_a" if tb is None else "only_b", kind,
+                          dtype_a=ta.dtype if ta else None, dtype_b=tb.dtype if tb else None,
                           shape_a=ta.shape if ta else None, shape_b=tb.shape if tb else None, key_a=key_a)
     entry = TensorDiff(pair.key, "shape", kind, ta.dtype, tb.dtype, ta.shape, tb.shape, key_a=key_a)
     if ta.shape != tb.shape:
         return entry
     identical, stats = compare_values(ta, tb, options.rtol, options.atol,
-                                      progress.advance if progress is not None else None)
+                                      progress.advance if progress is not None else None, comparer)
     entry.stats = stats
     entry.status = "identical" if identical else "close" if stats.within_tolerance else "changed"
     return entry
@@ -99,7 +99,8 @@ def _plan_section(a: Checkpoint, b: Checkpoint, name: str, options: DiffOptions,
     va, vb = view_of(a, name, required=required), view_of(b, name, required=required)
     result = SectionDiff(name, va.source, vb.source,
                          missing="a" if not va.present else "b" if not vb.present else None)
-    pairs, result.renamed = _pairs(va, vb, options.alignment)
+    pairs, aligned, result.renamed = _pairs(va, vb, options.alignment)
+    result.dropped, result.findings = aligned.dropped, aligned.findings
     skip = frozenset(va.tensors) | frozenset(vb.tensors)
     if va.present and vb.present:  # a missing section is reported as such, not as a root-level change
         result.meta_changed = compare_plain(va.plain, vb.plain, skip)
@@ -133,11 +134,15 @@ def diff_checkpoints(a: Checkpoint, b: Checkpoint, options: DiffOptions | None =
         progress.start(sum(ta.nbytes for p in planned for _, ta, tb in p.work
                            if ta is not None and tb is not None and ta.shape == tb.shape))
     sections: list[SectionDiff] = []
-    for p in planned:
-        for pair, ta, tb in p.work:
-            kind, _ = kind_of(pair.key_a, pair.key_b, p.a, p.b)
-            p.result.entries.append(_compare(pair, ta, tb, kind, options, progress))
-        sections.append(p.result)
+    comparer = ByteComparer()
+    try:
+        for p in planned:
+            for pair, ta, tb in p.work:
+                kind, _ = kind_of(pair.key_a, pair.key_b, p.a, p.b)
+                p.result.entries.append(_compare(pair, ta, tb, kind, options, progress, comparer))
+            sections.append(p.result)
+    finally:
+        comparer.close()
     out = DiffResult(a=str(a.path), b=str(b.path), section=options.section, sections=sections,
                      rtol=options.rtol, atol=options.atol, ignore_dtype=options.ignore_dtype)
     flat = [(s.name, e) for s in sections for e in s.entries]

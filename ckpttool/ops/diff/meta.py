@@ -26,6 +26,21 @@ def split_tree(value: Any) -> tuple[dict[str, TensorRef], Any]:
     return tensors, to_jsonable(value, max_nodes=200_000, max_depth=16, max_items=10_000)
 
 
+def _only_tensors(value: Any, path: str, skip: set[str] | frozenset[str]) -> bool:
+    """Every leaf below ``value`` (a JSON-able container found at ``path``) is a tensor path in ``skip``."""
+    if not isinstance(value, dict | list) or not value:
+        return False
+    stack: list[tuple[str, Any]] = [(path, value)]
+    while stack:
+        where, node = stack.pop()
+        if isinstance(node, dict | list) and node:
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            stack.extend((f"{where}.{k}", v) for k, v in items)
+        elif where not in skip:
+            return False
+    return True
+
+
 def _dotted(parts: Iterable[Any]) -> str:
     return ".".join(str(p) for p in parts)
 
@@ -44,8 +59,10 @@ def compare_plain(a: Any, b: Any, skip: set[str] | frozenset[str] = frozenset())
             if path in skip or any(path.startswith(s + ".") for s in skip):
                 continue
             change = "added" if report in _ADDED else "removed" if report in _REMOVED else "changed"
+            if change != "changed" and _only_tensors(level.t2 if change == "added" else level.t1, path, skip):
+                continue  # a whole container of tensors (optimizer ``state.6``): reported as tensors
             t1 = None if change == "added" else level.t1
             t2 = None if change == "removed" else level.t2
             out.append(MetaChange(path or "<root>", t1, t2, change))
-    out.sort(key=lambda m: m.path)
+    out.sort(key=lambda m: [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in m.path.split(".")])
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ckpttool.model import Finding
 from ckpttool.numeric import DiffStats
 
 __all__ = ["TensorDiff", "MetaChange", "SectionDiff", "DiffResult", "RuleOutcome", "GroupRow", "Status"]
@@ -93,6 +94,8 @@ class SectionDiff:
     renamed: int = 0
     kinds_known: bool = False
     missing: Literal["a", "b"] | None = None
+    dropped: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
 
     def having(self, *statuses: str) -> list[TensorDiff]:
         return [e for e in self.entries if e.status in statuses]
@@ -108,9 +111,9 @@ class SectionDiff:
     def verdict(self) -> str:
         """``parameters unchanged, 12 buffers changed`` and the like."""
         compared = [e for e in self.entries if e.status in ("identical", "close", "changed")]
+        parts: list[str] = [f"missing in {self.missing.upper()}"] if self.missing else []
         if not self.entries and not self.meta_changed:
-            return "no tensors"
-        parts: list[str] = []
+            return parts[0] if parts else "unchanged"
         kinds = ("parameter", "buffer") if any(e.kind != "tensor" for e in compared) else ("tensor",)
         for kind in kinds:
             of_kind = [e for e in compared if e.kind == kind]
@@ -134,7 +137,7 @@ class SectionDiff:
             parts.append(f"{dtypes} changed dtype")
         if self.meta_changed:
             parts.append(f"{len(self.meta_changed)} non-tensor values changed")
-        return ", ".join(parts) or "no tensors"
+        return ", ".join(parts) or "unchanged"
 
     def to_dict(self) -> dict[str, Any]:
         e = self.entries
@@ -151,6 +154,9 @@ class SectionDiff:
             "identical": [x.key for x in e if x.status == "identical"],
             "meta_changed": [m.to_dict() for m in self.meta_changed],
             "renamed": self.renamed,
+            "dropped_by_rules": list(self.dropped),
+            "findings": [f.to_dict() for f in self.findings],
+            "kinds_known": self.kinds_known,
             "counts": _counts(e),
         }
 
@@ -248,6 +254,8 @@ class DiffResult:
                                "a": self.a, "b": self.b, **merged,
                                "verdict": "; ".join(f"{s.name}: {s.verdict()}" for s in self.sections),
                                "rtol": self.rtol, "atol": self.atol, "ignore_dtype": self.ignore_dtype,
+                               "findings": [{**f.to_dict(), "section": s.name} for s in self.sections
+                                            for f in s.findings],
                                "sections": {s.name: s.to_dict() for s in self.sections}}
         if self.rules:
             out["fail_on"] = [r.to_dict() for r in self.rules]

@@ -1,17 +1,20 @@
 """Every EMA a checkpoint holds, each with the raw weights it is measured against and its counters.
 
-The layout recognisers name the main one (the ``ema`` section); other EMA keys of a training dict,
-a Lightning SWA callback beside an EMA callback, or a LitEma whose names cannot be mapped back are
-candidates too, so ``--list`` shows them and ``--source`` can pick them.
+The layout recognisers name the main one (the ``ema`` section, which may be a LitEma or an EMA
+submodule inside the model's own state_dict: then the raw weights are that state_dict without it);
+other EMA keys of a training dict, a Lightning SWA callback beside an EMA callback, or a LitEma whose
+names cannot be mapped back are candidates too, so ``--list`` shows them and ``--source`` picks them.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from ckpttool.layouts.common import EMA_KEYS
 from ckpttool.layouts.ema_packages import EmaMatch, align_to_model, match_ema
+from ckpttool.layouts.ema_submodule import Mirror
 from ckpttool.layouts.stable_diffusion import LitEmaMap, find_litema, map_litema
 from ckpttool.model import Checkpoint, Section, StateDict, Stub, TensorRef
 from ckpttool.tensors import scalar_value
@@ -61,8 +64,14 @@ class EmaCandidate:
 
 
 def _number(value: Any) -> int | float | None:
+    """A counter or decay as a Python number; a float32 tensor's value shown with float32's digits."""
     if isinstance(value, TensorRef):
+        single = value.dtype in ("float32", "float16")
         value = scalar_value(value)
+        if single and isinstance(value, float):
+            value = float(f"{value:.7g}")
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
@@ -81,11 +90,18 @@ def _timm_decay(tree: Any) -> float | None:
 def _primary(ckpt: Checkpoint, ema: Section) -> EmaCandidate:
     model = ckpt.sections.get("model")
     raw = model.state_dict if model is not None and model.source != ema.source else None
+    if isinstance(ema.value, LitEmaMap | Mirror) and raw is not None:  # the EMA lives inside the model's dict
+        raw = _without(raw, ema.value.ema_prefix if isinstance(ema.value, LitEmaMap) else ema.value.prefix)
     ema_sd = align_to_model(ema.state_dict or StateDict(), raw)
     cand = EmaCandidate(ema.source, ckpt.layout, _WHY.get(ckpt.layout, ""), ema_sd, raw,
                         model.source if raw is not None else None)
     tree = ckpt.tree
-    if ckpt.layout in ("yolov5", "ultralytics"):
+    if isinstance(ema.value, LitEmaMap):
+        cand.layout, cand.reason = "stable-diffusion", _WHY["stable-diffusion"]
+        _litema_counters(cand, ema.value)
+    elif isinstance(ema.value, Mirror):
+        _mirror(cand, ema.value, ckpt.layout)
+    elif ckpt.layout in ("yolov5", "ultralytics"):
         cand.updates, cand.updates_key = _counter(tree, "updates")
     elif ckpt.layout == "averaged-model":
         cand.updates, cand.updates_key = _counter(tree, "n_averaged")
@@ -95,13 +111,26 @@ def _primary(ckpt: Checkpoint, ema: Section) -> EmaCandidate:
         cand.decay = _timm_decay(tree)
     elif ckpt.layout == "lightning":
         _lightning(cand, tree)
-    elif ckpt.layout == "stable-diffusion" and isinstance(ema.value, LitEmaMap):
-        _litema_counters(cand, ema.value)
     elif ckpt.layout in ("training-dict", "ema-pytorch"):
         found = match_ema(ema.value, raw)
         if found is not None:
             _package(cand, found, ema.source.split(".", 1)[0] if ckpt.layout == "training-dict" else "")
     return cand
+
+
+def _without(sd: StateDict, prefix: str) -> StateDict:
+    """The model's own keys: ``sd`` without the EMA submodule under ``prefix``."""
+    return StateDict({k: t for k, t in sd.tensors.items() if not k.startswith(prefix)},
+                     parameters=sd.parameters, extras=sd.extras, version_metadata=sd.version_metadata)
+
+
+def _mirror(cand: EmaCandidate, m: Mirror, layout: str) -> None:
+    cand.layout = m.package
+    cand.scope = m.model_prefix
+    cand.reason = (f"an EMA submodule of the saved {'LightningModule' if layout == 'lightning' else 'module'}: "
+                   f"{m.prefix}{m.inner}* mirrors {m.model_prefix}* key for key ({m.package})")
+    if m.counter is not None and (n := _number(m.counter)) is not None:
+        cand.updates, cand.updates_key = int(n), m.counter_key
 
 
 def _lightning(cand: EmaCandidate, tree: Any) -> None:
@@ -172,9 +201,9 @@ def _litema_candidates(ckpt: Checkpoint, taken: set[str]) -> list[EmaCandidate]:
         if f"{where}{prefix}*" in taken:
             continue
         m = map_litema(sd, prefix)
+        raw = _without(model.state_dict, prefix) if model is not None and model.state_dict is not None else None
         cand = EmaCandidate(f"{where}{prefix}*", "stable-diffusion", _WHY["stable-diffusion"],
-                            StateDict(m.tensors), model.state_dict if model else None,
-                            model.source if model else None, problems=list(m.problems))
+                            StateDict(m.tensors), raw, model.source if model else None, problems=list(m.problems))
         _litema_counters(cand, m)
         out.append(cand)
     return out

@@ -1,31 +1,39 @@
-"""How far the EMA is from the raw weights: max |Δ| and relative L2, streamed chunk by chunk.
+"""How far the EMA is from the raw weights: max |Δ| and relative L2, streamed window by window.
 
-Both tensors are cut into aligned chunks of the same element count (their itemsizes may differ:
-an fp16 EMA of an fp32 model), widened exactly to float64 and folded into ``DiffAccumulator``s;
-bit identity is checked on the raw bytes at the same time, so memory stays bounded by a chunk.
+Both tensors are read in aligned windows of the same element count (their itemsizes may differ:
+an fp16 EMA of an fp32 model); fp16/bf16/float8 are widened exactly to float32 (float64 stays
+float64), bit identity is checked on the raw bytes first (identical windows need no arithmetic),
+and the sums of squares are accumulated in float64. Memory stays bounded by a window.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ckpttool.dtypes import is_floating
 from ckpttool.model import StateDict, TensorRef
-from ckpttool.numeric import NUMERIC_CHUNK_ELEMENTS, DiffAccumulator, fixed_chunks, widen
+from ckpttool.numeric import to_float32
 
-__all__ = ["Distance", "TensorDistance", "ema_distance"]
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+__all__ = ["Distance", "TensorDistance", "ema_distance", "WINDOW_ELEMENTS"]
+
+WINDOW_ELEMENTS = 1 << 22  # 4 Mi elements: 16 MiB of float32 per side
 
 
 @dataclass(frozen=True, slots=True)
 class TensorDistance:
-    """One tensor's distance: EMA vs raw."""
+    """One tensor's distance, EMA vs raw; ``identical`` means bit for bit (equal values across dtypes)."""
 
     key: str
     max_abs: float | None
     rel_l2: float | None
     identical: bool
+    ema_nonfinite: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": self.key, "max_abs": self.max_abs, "rel_l2": self.rel_l2, "identical": self.identical}
@@ -42,6 +50,11 @@ class Distance:
     tensors: list[TensorDistance] = field(default_factory=list)
 
     @property
+    def nonfinite_keys(self) -> list[str]:
+        """Tensors whose EMA has NaN/Inf where the raw weights are finite (a diverged average)."""
+        return [t.key for t in self.tensors if t.ema_nonfinite]
+
+    @property
     def all_identical(self) -> bool:
         return self.compared > 0 and self.identical == self.compared
 
@@ -50,22 +63,88 @@ class Distance:
                 "identical": self.identical}
 
 
-def _pairs(ema: TensorRef, raw: TensorRef) -> Any:
-    n = NUMERIC_CHUNK_ELEMENTS
-    return zip(fixed_chunks(ema.chunks(), n * ema.itemsize), fixed_chunks(raw.chunks(), n * raw.itemsize))
+def _windows(t: TensorRef, n: int) -> Iterator[bytes | np.ndarray]:
+    """``t``'s raw elements in C order, ``n`` at a time (bytes when contiguous, else one array)."""
+    if t.numel == 0:
+        return
+    if t.is_contiguous and t.storage.byteorder == "little" and t.storage.source is not None:
+        start, size = t.storage_offset * t.itemsize, t.itemsize
+        for i in range(0, t.numel, n):
+            yield t.storage.read(start + i * size, min(n, t.numel - i) * size)
+        return
+    flat = t.to_numpy().reshape(-1)
+    for i in range(0, t.numel, n):
+        yield flat[i:i + n]
 
 
-def _compare(key: str, ema: TensorRef, raw: TensorRef) -> tuple[TensorDistance, DiffAccumulator]:
-    acc = DiffAccumulator()
+def _values(raw: bytes | np.ndarray, dtype: str) -> np.ndarray:
+    import numpy as np
+
+    if dtype in ("float32", "float64"):
+        return raw.reshape(-1) if isinstance(raw, np.ndarray) else np.frombuffer(raw, dtype="<f4" if dtype ==
+                                                                                    "float32" else "<f8")
+    return to_float32(raw, dtype)
+
+
+class _Sums:
+    """max |Δ| and the float64 sums of squares of one tensor pair."""
+
+    def __init__(self) -> None:
+        self.max_abs = 0.0
+        self.sum_d2 = self.sum_a2 = 0.0
+        self.nonfinite = False
+        self.ema_nonfinite = 0  # elements non-finite in the EMA where the raw weights are finite
+
+    def add(self, raw: np.ndarray, ema: np.ndarray) -> None:
+        import numpy as np
+
+        if raw.dtype != ema.dtype:
+            raw, ema = raw.astype(np.float64), ema.astype(np.float64)
+        d = raw - ema
+        hi, lo = float(d.max()), float(d.min())
+        if not (math.isfinite(hi) and math.isfinite(lo)):
+            self.nonfinite = True
+            self.ema_nonfinite += int(np.count_nonzero(~np.isfinite(ema) & np.isfinite(raw)))
+            finite = np.isfinite(d)
+            d, raw = d[finite], raw[finite]
+            hi, lo = (float(d.max()), float(d.min())) if d.size else (0.0, 0.0)
+        self.max_abs = max(self.max_abs, hi, -lo)
+        self.sum_d2 += _square_sum(d)
+        self.sum_a2 += _square_sum(raw)
+
+
+def _compare(key: str, ema: TensorRef, raw: TensorRef) -> tuple[TensorDistance, _Sums]:
+    sums = _Sums()
     same_bytes = ema.dtype == raw.dtype
-    for e, r in _pairs(ema, raw):
-        if same_bytes and e != r:
-            same_bytes = False
-        acc.add(widen(r, raw.dtype), widen(e, ema.dtype))
-    stats = acc.result()
+    for e, r in zip(_windows(ema, WINDOW_ELEMENTS), _windows(raw, WINDOW_ELEMENTS)):
+        if ema.dtype == raw.dtype and (e == r if isinstance(e, bytes) else e.tobytes() == bytes(r)):
+            sums.sum_a2 += _finite_square_sum(_values(r, raw.dtype))
+            continue
+        same_bytes = False
+        sums.add(_values(r, raw.dtype), _values(e, ema.dtype))
     if ema.dtype != raw.dtype:  # an fp16 copy of fp32 weights is "identical" when every value is equal
-        same_bytes = stats.max_abs == 0.0 and stats.finite == stats.numel
-    return TensorDistance(key, stats.max_abs, stats.rel_l2, same_bytes), acc
+        same_bytes = sums.max_abs == 0.0 and not sums.nonfinite
+    rel = math.sqrt(sums.sum_d2) / math.sqrt(sums.sum_a2) if sums.sum_a2 > 0 else (0.0 if sums.sum_d2 == 0
+                                                                                   else None)
+    return TensorDistance(key, sums.max_abs, rel, same_bytes, sums.ema_nonfinite), sums
+
+
+def _finite_square_sum(a: np.ndarray) -> float:
+    """Σa² over the finite elements (an attention mask's -inf must not swamp the norm)."""
+    import numpy as np
+
+    total = _square_sum(a)
+    return total if math.isfinite(total) else _square_sum(a[np.isfinite(a)])
+
+
+_BLOCK = 1 << 16
+
+
+def _square_sum(a: np.ndarray) -> float:
+    """Σa², by float32 dot products over blocks of 64 Ki elements summed in float64 (accurate and fast)."""
+    import numpy as np
+
+    return sum(float(np.dot(b, b)) for b in (a[i:i + _BLOCK] for i in range(0, a.size, _BLOCK)))
 
 
 def ema_distance(ema: StateDict, raw: StateDict) -> Distance:
@@ -76,14 +155,13 @@ def ema_distance(ema: StateDict, raw: StateDict) -> Distance:
         r = raw.tensors.get(key)
         if r is None or r.shape != e.shape or not (is_floating(e.dtype) and is_floating(r.dtype)):
             continue
-        td, acc = _compare(key, e, r)
+        td, sums = _compare(key, e, r)
         out.tensors.append(td)
         out.compared += 1
         out.identical += td.identical
-        if td.max_abs is not None:
-            out.max_abs = td.max_abs if out.max_abs is None else max(out.max_abs, td.max_abs)
-        sum_d2 += acc.sum_d2
-        sum_a2 += acc.sum_a2
+        out.max_abs = td.max_abs if out.max_abs is None else max(out.max_abs, td.max_abs or 0.0)
+        sum_d2 += sums.sum_d2
+        sum_a2 += sums.sum_a2
     if out.compared:
         out.rel_l2 = math.sqrt(sum_d2) / math.sqrt(sum_a2) if sum_a2 > 0 else (0.0 if sum_d2 == 0 else None)
     return out

@@ -175,7 +175,9 @@ def _write(ckpt: Checkpoint, result: EmaResult, weights: dict[str, Any], strip_o
     if result.into_checkpoint:
         tree, result.notes = publish_tree(ckpt, weights, strip_optimizer=strip_optimizer)
     written = write_checkpoint(tree, result.output, inputs=(ckpt.path,), force=force,
-                               metadata={"format": "pt", "ckpttool.ema_source": result.candidate.source})
+                               metadata={"format": "pt", "ckpttool.ema_source": result.candidate.source,
+                                         "ckpttool.ema_layout": result.candidate.layout,
+                                         "ckpttool.ema_input": ckpt.path.name})
     result.written = True
     result.sha256, result.format, result.nbytes = written.sha256, written.format, written.nbytes
     result.output = written.path

@@ -1,4 +1,10 @@
-"""The checks ``extract-ema`` makes, each a ``Finding`` with a stable ``ema.*`` code."""
+"""The checks ``extract-ema`` makes, each a ``Finding`` with a stable ``ema.*`` code.
+
+errors (nothing is written, exit 1): ``ema.identical-to-model``, ``ema.unmappable`` (keys that cannot
+be mapped onto the model one to one), ``ema.shape-mismatch``, ``ema.empty``;
+warnings: ``ema.dtype-differs``, ``ema.incomplete-coverage``, ``ema.extra-keys``, ``ema.few-updates``,
+``ema.non-finite``; infos: ``ema.buffers-copied``, ``ema.out-of-scope``, ``ema.no-raw-weights``.
+"""
 
 from __future__ import annotations
 
@@ -39,13 +45,19 @@ def _identity(cand: EmaCandidate, distance: Distance | None) -> list[Finding]:
     if cand.model is None:
         return [Finding("ema.no-raw-weights", "info", "the file holds no raw weights beside the EMA, so the "
                         "distance to them is not measured", where=cand.source)]
+    out = []
+    if distance is not None and distance.nonfinite_keys:
+        keys = distance.nonfinite_keys
+        out.append(Finding("ema.non-finite", "warn", f"{len(keys)} EMA tensors hold NaN/Inf where the raw weights "
+                           f"are finite: {_few(keys)}", hint="the average diverged; check before shipping it",
+                           where=cand.source))
     if distance is not None and distance.all_identical:
-        return [Finding("ema.identical-to-model", "error",
-                        f"the EMA equals the raw weights ({cand.model_source}) in all {distance.compared} "
-                        "floating tensors: it was never updated, or the two were saved from the same weights",
-                        hint="nothing written; check the EMA callback/hook ran (or use the model weights)",
-                        where=cand.source)]
-    return []
+        out.append(Finding("ema.identical-to-model", "error",
+                           f"the EMA equals the raw weights ({cand.model_source}) in all {distance.compared} "
+                           "floating tensors: it was never updated, or the two were saved from the same weights",
+                           hint="nothing written; check the EMA callback/hook ran (or use the model weights)",
+                           where=cand.source))
+    return out
 
 
 def _coverage(cand: EmaCandidate, cov: Coverage) -> list[Finding]:

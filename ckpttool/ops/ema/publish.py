@@ -2,8 +2,9 @@
 
 This is the "publish" step frameworks do by hand (YOLOv5 ``strip_optimizer`` sets ``model = ema``;
 Lightning and mmengine already swap the EMA into ``state_dict`` and keep the raw weights aside).
-The weights go where the framework loads them from, and the raw copies that would swap them back
-on load (``current_model_state``, mmengine's ``ema_state_dict``) are dropped. Foreign objects the
+The weights go where the framework loads them from (laid over what is there, so an EMA submodule's
+own keys stay), and the raw copies that would swap them back on load (``current_model_state``,
+mmengine's ``ema_state_dict``) are dropped. Foreign objects the
 writer cannot pickle become plain data: pickled modules their state_dict, other objects their
 attribute dict; each such change is reported.
 """
@@ -50,7 +51,7 @@ def publish_tree(ckpt: Checkpoint, weights: dict[str, Any], *, strip_optimizer: 
     tree = {k: v for k, v in ckpt.tree.items() if k not in drop}
     notes = [f"{key!r} replaced by the EMA weights"] + [f"{k!r} dropped (it would restore the raw weights)"
                                                         for k in drop if k in ckpt.tree]
-    tree[key] = OrderedDict(weights)
+    tree[key] = _overlay(ckpt.tree.get(key), weights)
     optimizer = ckpt.sections.get("optimizer")
     if strip_optimizer and optimizer is not None:
         top = optimizer.source.split(".", 1)[0]
@@ -59,6 +60,16 @@ def publish_tree(ckpt: Checkpoint, weights: dict[str, Any], *, strip_optimizer: 
     plain, changed = plain_copy(tree)
     notes += changed
     return plain, notes
+
+
+def _overlay(original: Any, weights: dict[str, Any]) -> dict[str, Any]:
+    """``weights`` laid over the original state_dict: its other entries (an EMA submodule's own keys,
+    LitEma buffers) stay, so the checkpoint still loads strictly into the code that wrote it."""
+    if not isinstance(original, dict):
+        return OrderedDict(weights)
+    merged = OrderedDict((k, weights.get(k, v)) for k, v in original.items())
+    merged.update((k, v) for k, v in weights.items() if k not in merged)
+    return merged
 
 
 def plain_copy(root: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

@@ -17,10 +17,10 @@ from ckpttool.ops.remap.rules import (
     Rule,
     StripPrefix,
     StripWrappers,
-    load_rules,
     parse_map,
     preset,
 )
+from ckpttool.ops.remap.rules_file import load_rules
 from ckpttool.ops.remap.run import RemapOptions, RemapResult, build_rules, remap
 from ckpttool.ops.remap.sequential import SequentialLayout, load_layout, to_named, to_sequential
 

@@ -10,6 +10,8 @@ ambiguity: reported as a finding, never guessed; ``--map`` settles it.
 from __future__ import annotations
 
 import difflib
+import functools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +24,8 @@ __all__ = ["Target", "Alignment", "Coverage", "align", "coverage", "modules_of"]
 Shape = tuple[int, ...]
 Signature = tuple[tuple[str, Shape], ...]
 
+_NO_DIGITS = re.compile(r"\d+")
+_SIM_PAIRS = 250_000  # name similarity is tried on groups up to this many (source, target) pairs
 _SIM_MIN = 0.5      # a name-similarity match needs at least this ratio...
 _SIM_MARGIN = 0.15  # ...and to beat every other candidate, on both sides, by this much
 
@@ -95,24 +99,56 @@ def modules_of(shapes: Mapping[str, Shape]) -> dict[str, Signature]:
     return {m: tuple(sorted(v)) for m, v in own.items()}
 
 
+@functools.lru_cache(maxsize=65536)
+def _ratio(x: str, y: str) -> float:
+    return difflib.SequenceMatcher(None, x, y).ratio() if x and y else 0.0
+
+
 def _similarity(a: str, b: str) -> float:
-    return difflib.SequenceMatcher(None, a, b).ratio()
+    """Mean of the full-path and last-component similarity of digit-free names (see ``_spelling``)."""
+    return (_ratio(a, b) + _ratio(a.rpartition(".")[2], b.rpartition(".")[2])) / 2
+
+
+def _spelling(name: str) -> str:
+    """The name without digits: indices are for order to decide, not spelling. Repeated blocks then
+    share spellings, so ``_ratio``'s cache makes a thousand-layer model cheap."""
+    return _NO_DIGITS.sub("", name)
+
+
+def _top2(values: list[tuple[float, int]]) -> tuple[float, int, float]:
+    """(best score, its index, second-best score)."""
+    best, idx, second = -1.0, -1, -1.0
+    for score, i in values:
+        if score > best:
+            best, idx, second = score, i, best
+        elif score > second:
+            second = score
+    return best, idx, second
 
 
 def _by_name(srcs: list[str], tgts: list[str]) -> list[tuple[str, str, float]]:
-    """Pairs whose name similarity clearly beats every alternative on both sides."""
-    out: list[tuple[str, str, float]] = []
-    scores = {(s, t): _similarity(s, t) for s in srcs for t in tgts}
-    for s in srcs:
-        for t in tgts:
-            sc = scores[s, t]
-            rivals = [scores[s, u] for u in tgts if u != t] + [scores[r, t] for r in srcs if r != s]
-            if sc >= _SIM_MIN and all(sc - r >= _SIM_MARGIN for r in rivals):
-                out.append((s, t, sc))
+    """Pairs that are each other's best name match, ahead of every rival on both sides by a margin.
+
+    Skipped past ``_SIM_PAIRS`` pairs: huge groups are repeated blocks, which order pairs.
+    """
+    if len(srcs) * len(tgts) > _SIM_PAIRS or not srcs or not tgts:
+        return []
+    spelled_t = [_spelling(t) for t in tgts]
+    scores = [[_similarity(a, b) for b in spelled_t] for a in map(_spelling, srcs)]
+    by_src = [_top2([(row[j], j) for j in range(len(tgts))]) for row in scores]
+    by_tgt = [_top2([(scores[i][j], i) for i in range(len(srcs))]) for j in range(len(tgts))]
+    out = []
+    for i, (best, j, second) in enumerate(by_src):
+        _, t_i, t_second = by_tgt[j]
+        if t_i == i and best >= _SIM_MIN and best - max(second, t_second) >= _SIM_MARGIN:
+            out.append((srcs[i], tgts[j], best))
     return out
 
 
 def _pair_group(srcs: list[str], tgts: list[str], sig: Signature, result: Alignment) -> None:
+    if len(srcs) == len(tgts) == 1:
+        result.matches[srcs[0]] = (tgts[0], "unique shape signature")
+        return
     for s, t, sc in _by_name(srcs, tgts):
         result.matches[s] = (t, f"same shapes, name similarity {sc:.2f}")
         srcs.remove(s)
@@ -120,7 +156,7 @@ def _pair_group(srcs: list[str], tgts: list[str], sig: Signature, result: Alignm
     if srcs and len(srcs) == len(tgts):
         n = len(srcs)
         for i, (s, t) in enumerate(zip(srcs, tgts), 1):
-            why = "unique shape signature" if n == 1 else f"same shapes, by order ({i} of {n})"
+            why = "same shapes, the one left after name matches" if n == 1 else f"same shapes, by order ({i} of {n})"
             result.matches[s] = (t, why)
         return
     if srcs and tgts:
@@ -128,7 +164,7 @@ def _pair_group(srcs: list[str], tgts: list[str], sig: Signature, result: Alignm
         shapes = ", ".join(f"{leaf}{list(shape)}" for leaf, shape in sig)
         result.findings.append(Finding(
             "remap.ambiguous", "warn",
-            f"{', '.join(srcs)} all fit {', '.join(tgts)} (same shapes: {shapes}); none was moved",
+            f"{_few(srcs)} all fit {_few(tgts)} (same shapes: {shapes}); none was moved",
             hint="settle it with --map, e.g. --map " + f"{srcs[0]}={tgts[0]}", where="model"))
         return
     result.leftovers += srcs

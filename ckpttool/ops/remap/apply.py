@@ -8,7 +8,7 @@ rebuilt iteratively around the replaced nodes, so shared objects stay shared and
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,20 +49,21 @@ class Applied:
     findings: list[Finding] = field(default_factory=list)
 
 
-def _prefix(value: Mapping[Any, Any], sd: StateDict) -> str | None:
-    """The prefix the dict's keys carry over ``sd``'s keys (``module.`` for AveragedModel), or None.
+def _prefixes(value: Any, sd: StateDict) -> list[str]:
+    """Each prefix under which the dict holds all of ``sd``'s keys (``module.`` for AveragedModel).
 
+    ema-pytorch keeps ``ema_model.*`` and ``online_model.*`` side by side: both are the model's.
     Other tensors in the dict (AveragedModel's ``n_averaged``) are not the model's and are kept.
     """
-    if not len(sd):
-        return None
-    first = next(iter(sd))
+    if not isinstance(value, dict) or not len(sd):
+        return []
+    first, out = next(iter(sd)), []
     for key in value:
         if isinstance(key, str) and key.endswith(first) and (key == first or key[-len(first) - 1] == "."):
             prefix = key[: len(key) - len(first)]
             if all(isinstance(value.get(prefix + k), TensorRef) for k in sd):
-                return prefix
-    return None
+                out.append(prefix)
+    return out
 
 
 def _metadata(meta: Mapping[str, Any], p: RemapPlan, prefix: str) -> dict[str, Any]:
@@ -83,11 +84,8 @@ def _metadata(meta: Mapping[str, Any], p: RemapPlan, prefix: str) -> dict[str, A
     return out
 
 
-def _new_state_dict(value: Any, sd: StateDict, p: RemapPlan, order: Sequence[str] | None) -> PickledDict:
-    """The remapped dict for one section value (a tensor dict or a pickled module)."""
-    prefix = "" if isinstance(value, Stub) else _prefix(value, sd)
-    if prefix is None:
-        raise UnsupportedFormat("a model section's tensors do not line up with its state_dict keys")
+def _new_state_dict(value: Any, sd: StateDict, p: RemapPlan, order: Sequence[str] | None) -> PickledDict | None:
+    """The remapped dict for one section value (a tensor dict or a pickled module); None if it cannot tell."""
     fwd = p.forward
     rank = {k: i for i, k in enumerate(order or ())}
     moved = sorted(((fwd[k], sd[k]) for k in sd if k in fwd), key=lambda kv: rank.get(kv[0], len(rank)))
@@ -95,18 +93,24 @@ def _new_state_dict(value: Any, sd: StateDict, p: RemapPlan, order: Sequence[str
     if isinstance(value, Stub):
         out.update(moved)
         return out
-    new_of = {prefix + k: prefix + fwd[k] for k in sd if k in fwd}
-    model_keys = {prefix + k for k in sd}
+    prefixes = _prefixes(value, sd)
+    if not prefixes:
+        return None
+    new_of = {pre + k: pre + fwd[k] for pre in prefixes for k in sd if k in fwd}
+    model_keys = {pre + k for pre in prefixes for k in sd}
     for key, item in value.items():  # entries that are not the model's (n_averaged, steps) stay as they were
         if key not in model_keys:
             out[key] = item
         elif key in new_of and not rank:
             out[new_of[key]] = item
     if rank:
-        out.update((prefix + k, t) for k, t in moved)
+        old_of = {v: k for k, v in new_of.items()}
+        out.update((pre + k, value[old_of[pre + k]]) for pre in prefixes for k, _ in moved)
     meta = value.attrs.get("_metadata") if isinstance(value, PickledDict) else None
     if isinstance(meta, dict):
-        out.attrs["_metadata"] = PickledDict(_metadata(meta, p, prefix), ordered=True)
+        for pre in prefixes:
+            meta = _metadata(meta, p, pre)
+        out.attrs["_metadata"] = PickledDict(meta, ordered=True)
     return out
 
 
@@ -124,13 +128,42 @@ def _state_dict_nodes(ckpt: Checkpoint) -> list[tuple[str, str, Any, StateDict]]
     if "model" not in ckpt.sections or ckpt.sections["model"].state_dict is None:
         return out
     model = ckpt.sections["model"].state_dict
-    for path, node in walk(ckpt.tree):
-        if isinstance(node, dict) and id(node) not in seen and len(node) >= len(model):
+    for path, node in _data_nodes(ckpt.tree):
+        if id(node) not in seen and len(node) >= len(model):
             sd = as_state_dict(node)
-            if sd is not None and (list(sd) == list(model) or _prefix(node, model) is not None):
+            if sd is not None and (list(sd) == list(model) or _prefixes(node, model)):
                 seen.add(id(node))
                 out.append(("model-copy", path, node, sd if list(sd) == list(model) else model))
     return out
+
+
+def _data_nodes(root: Any) -> Iterator[tuple[str, dict[Any, Any]]]:
+    """Every dict reachable through dicts, lists and tuples (not inside pickled objects), once each."""
+    seen: set[int] = set()
+    stack: list[tuple[str, Any]] = [("", root)]
+    budget = MAX_NODES
+    while stack:
+        path, obj = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise ResourceLimit("the checkpoint tree is too large to search")
+        if not isinstance(obj, dict | list | tuple) or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+        stack += [(f"{path}.{k}" if path else str(k), v) for k, v in items if isinstance(v, dict | list | tuple)]
+        if isinstance(obj, dict):
+            yield path, obj
+
+
+def _not_remapped(kind: str, source: str, p: RemapPlan, order: Sequence[str] | None) -> Finding:
+    """A section whose layout keeps tensors in its own way (by position, renamed buffers): left as it is."""
+    if not p.dropped and order is None:
+        return Finding("remap.section-kept", "info", f"the {kind} weights at {source} are not stored by key; "
+                       "they are kept as they are (no key was dropped, so they still line up)", where=source)
+    return Finding("remap.section-skipped", "warn", f"the {kind} weights at {source} are not stored by key and "
+                   "were not remapped; they no longer line up with the remapped model", where=source,
+                   hint="drop that entry, or remap a file that holds it as a state_dict")
 
 
 def _optimizers(ckpt: Checkpoint) -> list[tuple[str, dict[str, Any]]]:
@@ -150,7 +183,11 @@ def apply_rules(ckpt: Checkpoint, rules: Sequence[Rule], model_plan: RemapPlan, 
     for kind, source, node, sd in _state_dict_nodes(ckpt):
         p = model_plan if kind == "model" else plan(sd, rules)
         p.check()
-        replace[id(node)] = _new_state_dict(node, sd, p, new_order)
+        new = _new_state_dict(node, sd, p, new_order)
+        if new is None:
+            result.findings.append(_not_remapped(kind, source, p, new_order))
+            continue
+        replace[id(node)] = new
         result.sections.append(SectionChange(kind, source, len(p.mapping), len(p.renamed), len(p.dropped)))
         if isinstance(node, Stub):
             result.findings.append(Finding(

@@ -129,6 +129,9 @@ def infer_ids(opt: Mapping[str, Any], sd: StateDict) -> tuple[dict[Any, str] | N
                                 "the model's parameters were told apart from its buffers by name (running_*, "
                                 "num_batches_tracked are buffers); the optimizer state was checked against them",
                                 where="optimizer"))
+    if len(ids) != len(params) and not guessed:  # frozen parameters are often left out of the optimizer
+        trainable = [k for k in params if sd[k].requires_grad]
+        params = trainable if len(trainable) == len(ids) else params
     if len(ids) != len(params) or len(set(ids)) != len(ids):
         return None, f"it holds {len(ids)} parameter ids and the model has {len(params)} parameters", findings
     shapes = {k: tuple(sd[k].shape) for k in params}

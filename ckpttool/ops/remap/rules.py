@@ -10,15 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ckpttool.errors import UsageError
 
 __all__ = [
     "Rule", "StripPrefix", "AddPrefix", "ModuleMap", "RegexRule", "Drop", "StripWrappers",
-    "load_rules", "parse_rules", "parse_map", "preset", "PRESETS", "under", "split_path", "LightningAttr",
-    "lightning_rule", "module_map",
+    "parse_map", "preset", "PRESETS", "under", "split_path", "LightningAttr", "lightning_rule", "module_map",
+    "compile_regex", "module_path",
 ]
 
 PRESETS = ("wrappers", "lightning")
@@ -175,7 +174,7 @@ class Drop(Rule):
         return (None, self.note or self.label) if hit else (key, None)
 
 
-def _compile(pattern: Any, where: str) -> re.Pattern[str]:
+def compile_regex(pattern: Any, where: str) -> re.Pattern[str]:
     if not isinstance(pattern, str):
         raise UsageError(f"{where}: a regex must be a string, not {type(pattern).__name__}")
     try:
@@ -184,81 +183,13 @@ def _compile(pattern: Any, where: str) -> re.Pattern[str]:
         raise UsageError(f"{where}: invalid regex {pattern!r}: {exc}") from None
 
 
-def _module_path(value: Any, where: str, *, empty_ok: bool = False) -> str:
+def module_path(value: Any, where: str, *, empty_ok: bool = False) -> str:
     if not isinstance(value, str) or (not value and not empty_ok):
         raise UsageError(f"{where}: expected a module path string, got {value!r}")
     path = value.strip(".")
     if any(not part for part in split_path(path)):
         raise UsageError(f"{where}: {value!r} is not a module path (empty component)")
     return path
-
-
-_KINDS = ("strip_prefix", "add_prefix", "map", "regex", "drop", "drop_regex", "preset")
-
-
-def _one_rule(table: Any, where: str) -> list[Rule]:
-    if not isinstance(table, dict):
-        raise UsageError(f"{where}: each [[rule]] must be a table")
-    kinds = [k for k in table if k in _KINDS]
-    unknown = [k for k in table if k not in (*_KINDS, "replace", "note")]
-    if unknown:
-        raise UsageError(f"{where}: unknown field(s) {', '.join(unknown)} (known: {', '.join(_KINDS)}, replace, note)")
-    if len(kinds) != 1:
-        raise UsageError(f"{where}: a rule needs exactly one of {', '.join(_KINDS)}, found {kinds or 'none'}")
-    kind, value = kinds[0], table[kinds[0]]
-    note = table.get("note", "")
-    if not isinstance(note, str):
-        raise UsageError(f"{where}: note must be a string")
-    if "replace" in table and kind != "regex":
-        raise UsageError(f"{where}: 'replace' only goes with 'regex'")
-    if kind == "strip_prefix":
-        return [StripPrefix(note=note, prefix=_module_path(value, where))]
-    if kind == "add_prefix":
-        return [AddPrefix(note=note, prefix=_module_path(value, where))]
-    if kind == "map":
-        if not isinstance(value, dict) or not value:
-            raise UsageError(f"{where}: map must be a non-empty table of old = \"new\" module paths")
-        return [module_map({_module_path(k, where): _module_path(v, where, empty_ok=True)
-                            for k, v in value.items()}, note=note)]
-    if kind == "regex":
-        replace = table.get("replace")
-        if not isinstance(replace, str):
-            raise UsageError(f"{where}: regex needs a 'replace' string")
-        pattern = _compile(value, where)
-        return [RegexRule(note=note, pattern=pattern, replace=replace)]
-    if kind == "drop":
-        paths = value if isinstance(value, list) else [value]
-        return [Drop(note=note, module=_module_path(p, where)) for p in paths]
-    if kind == "drop_regex":
-        return [Drop(note=note, regex=_compile(value, where))]
-    return preset(value if isinstance(value, str) else "", None)
-
-
-def parse_rules(data: Mapping[str, Any], where: str = "rules") -> list[Rule]:
-    """Rules from a parsed TOML document: ``[[rule]]`` tables, applied in file order."""
-    extra = [k for k in data if k != "rule"]
-    if extra:
-        raise UsageError(f"{where}: unknown top-level key(s) {', '.join(extra)}; write rules as [[rule]] tables")
-    tables = data.get("rule", [])
-    if not isinstance(tables, list):
-        raise UsageError(f"{where}: 'rule' must be an array of tables ([[rule]])")
-    rules: list[Rule] = []
-    for i, table in enumerate(tables, 1):
-        rules += _one_rule(table, f"{where}: rule {i}")
-    return rules
-
-
-def load_rules(path: Path) -> list[Rule]:
-    """Rules from a TOML file; a bad file is a ``UsageError`` naming it and what is wrong."""
-    import tomllib
-
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"cannot read rules file: {exc.strerror or exc}", path=path) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"not valid TOML: {exc}", path=path) from None
-    return parse_rules(data, str(path))
 
 
 def module_map(pairs: Mapping[str, str | None], *, note: str = "", name: str = "map") -> ModuleMap:
@@ -274,10 +205,10 @@ def parse_map(items: Iterable[str]) -> ModuleMap | None:
         old, sep, new = item.partition("=")
         if not sep:
             raise UsageError(f"--map expects OLD=NEW, got {item!r}")
-        old = _module_path(old, "--map")
+        old = module_path(old, "--map")
         if old in pairs:
             raise UsageError(f"--map {old} given twice")
-        pairs[old] = _module_path(new, "--map", empty_ok=True)
+        pairs[old] = module_path(new, "--map", empty_ok=True)
     return module_map(pairs) if pairs else None
 
 
@@ -288,7 +219,7 @@ def preset(name: str, keys: Iterable[str] | None) -> list[Rule]:
         return [StripWrappers()]
     if base == "lightning":
         if arg:
-            return [StripPrefix(note=f"preset lightning ({arg}.)", prefix=_module_path(arg, "--preset"))]
+            return [StripPrefix(note=f"preset lightning ({arg}.)", prefix=module_path(arg, "--preset"))]
         if keys is None:
             return [LightningAttr()]
         return [lightning_rule(keys)]

@@ -18,13 +18,14 @@ from ckpttool.ops.remap.align import Coverage, Target, align, coverage
 from ckpttool.ops.remap.apply import Applied, SectionChange, apply_rules
 from ckpttool.ops.remap.optimizer import OptimizerRemap
 from ckpttool.ops.remap.plan import RemapPlan, plan
-from ckpttool.ops.remap.rules import AddPrefix, Rule, StripPrefix, load_rules, parse_map, preset
+from ckpttool.ops.remap.rules import AddPrefix, Rule, StripPrefix, parse_map, preset
+from ckpttool.ops.remap.rules_file import load_rules
 from ckpttool.ops.remap.sequential import load_layout, to_named, to_sequential
 from ckpttool.ops.remap.target import primary_state_dict, target_from_checkpoint, target_from_model
 
 __all__ = ["RemapOptions", "RemapResult", "remap", "build_rules"]
 
-STRICT_CODES = ("remap.ambiguous", "remap.leftover", "remap.missing")
+STRICT_CODES = ("remap.ambiguous", "remap.leftover", "remap.missing", "remap.section-skipped")
 
 
 @dataclass
@@ -156,10 +157,10 @@ def remap(path: Path, opts: RemapOptions, output: Path | None = None, *, dry_run
     cov = coverage({r.dst: shapes[r.src] for r in final.mapping}, target) if target is not None else None
     if cov is not None and not cov.loads_strict:
         findings.append(Finding("remap.coverage", "warn", _coverage_line(cov), where=kind))
-    _enforce_strict(opts, findings)
     order = list(target.shapes) if target is not None else None
     applied: Applied = apply_rules(ckpt, rules, final, new_order=order, drop_optimizer=opts.drop_optimizer)
     findings += applied.findings
+    _enforce_strict(opts, findings)
     result = RemapResult(Path(path), ckpt.layout, kind, final, findings, cov, applied.sections,
                          applied.optimizers, dry_run=dry_run)
     if not dry_run and output is not None:

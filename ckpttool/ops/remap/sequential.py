@@ -107,15 +107,9 @@ def parse_layout(data: dict[str, Any], where: str = "layout") -> SequentialLayou
 
 def load_layout(path: Path) -> SequentialLayout:
     """A layout from a TOML file; a bad file is a ``UsageError`` naming it."""
-    import tomllib
+    from ckpttool.ops.remap.rules_file import read_toml
 
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"cannot read layout file: {exc.strerror or exc}", path=path) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"layout is not valid TOML: {exc}", path=path) from None
-    return parse_layout(data, str(path))
+    return parse_layout(read_toml(path, "layout file"), str(path))
 
 
 def module_paths(keys: Iterable[str]) -> set[str]:

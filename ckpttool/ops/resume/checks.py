@@ -41,10 +41,11 @@ def lr_checks(plan: LRPlan, start: int, new_total: int, old_total: int | None, o
         if predicted is not None and math.isclose(predicted, plan.saved_lr, rel_tol=1e-6, abs_tol=1e-12):
             out.append(Check("resume.schedule-model", "pass",
                              f"{plan.model.name} over {old_total} epochs reproduces the saved LR {fmt(plan.saved_lr)} "
-                             f"at epoch {start}"))
+                             f"at {plan.unit_name} {plan.resume_unit}"))
         else:
             out.append(Check("resume.schedule-model", "warn",
-                             f"{plan.model.name} over {old_total} epochs gives {fmt(predicted)} at epoch {start}, "
+                             f"{plan.model.name} over {old_total} epochs gives {fmt(predicted)} at {plan.unit_name} "
+                             f"{plan.resume_unit}, "
                              f"but the optimizer saved lr {fmt(plan.saved_lr)}: the old run may have used another "
                              "schedule",
                              "check --schedule/--lr-lambda, --lrf and --old-epochs"))
@@ -54,7 +55,8 @@ def lr_checks(plan: LRPlan, start: int, new_total: int, old_total: int | None, o
                          "give --schedule (cosine, linear, one-cycle, step, multistep, poly, constant) or --lr-lambda"))
         return out
     jump = plan.jump
-    what = (f"LR at the last trained epoch {start - 1}: {fmt(plan.last_trained)}; at the first resumed epoch {start}: "
+    unit, at = plan.unit_name, plan.resume_unit if plan.mode != "unknown" else start
+    what = (f"LR at the last trained {unit} {at - 1}: {fmt(plan.last_trained)}; at the first resumed {unit} {at}: "
             f"{fmt(plan.resume_old)} (old plan) → {fmt(plan.resume_new)} (new run)")
     if jump is None and plan.resume_old is None:
         out.append(Check("resume.lr-jump", "warn", what + "; the jump cannot be computed",
@@ -112,7 +114,7 @@ def scheduler_checks(ctx: ResumeContext, plan: LRPlan, start: int, new_total: in
         elif all(i is not None for i in initial):
             out.append(Check("resume.scheduler-base-lrs", "pass",
                              f"base_lrs match the optimizer's initial_lr ({', '.join(fmt(i) for i in initial)})"))
-    out += _overflow_checks(plan, kind, state, new_total)
+    out += _overflow_checks(plan, kind, plan.sim.state if plan.sim is not None else state, new_total)
     return out
 
 
@@ -120,6 +122,19 @@ def _overflow_checks(plan: LRPlan, kind: str, state: dict[str, Any], new_total: 
     if plan.mode != "restored":
         return []
     k = plan.unit_steps
+    children = getattr(plan.sim, "children", None)
+    if plan.sim is not None and plan.sim.kind == "mmengine" and children:
+        ended = [c for c in children if c.end < new_total * k]
+        if ended:
+            last = ended[-1]
+            final = fmt(plan.new_points[-1][1]) if plan.new_points else "?"
+            return [Check("resume.scheduler-t-max", "warn",
+                          f"the restored {last.describe()} stops at step {last.end:g} but the new run goes to "
+                          f"{new_total * k}: from then on the LR stays where it is ({final} at the end)",
+                          "set end (and T_max) in the new config and do not resume the scheduler state, or edit "
+                          "param_schedulers in the checkpoint")]
+        return [Check("resume.scheduler-t-max", "pass", f"every mmengine scheduler covers the new run "
+                      f"({new_total * k} steps)")]
     if plan.overflow is not None:
         o = plan.overflow
         where = f"epoch {o['epoch']}" + (f", batch {o['batch']} (global step {o['global_step']})" if k > 1 else "")
@@ -156,6 +171,12 @@ def _param_keys(model: StateDict | None) -> list[str] | None:
     return [k for k, t in model.tensors.items() if not k.endswith(buffers) and t.dtype.startswith(("float", "bfloat"))]
 
 
+def _ids(group: dict[str, Any]) -> list[Any]:
+    """A param group's parameter ids (ints in torch's state_dict); anything else is ignored."""
+    params = group.get("params")
+    return [p for p in params if isinstance(p, int | str)] if isinstance(params, list | tuple) else []
+
+
 def optimizer_checks(ctx: ResumeContext, model: StateDict | None, needs_initial_lr: bool) -> list[Check]:
     """Optimizer present; param groups; state for every parameter; state shapes against the model."""
     opt = ctx.optimizer
@@ -163,8 +184,8 @@ def optimizer_checks(ctx: ResumeContext, model: StateDict | None, needs_initial_
         return [Check("resume.optimizer", "fail", "no optimizer state in the checkpoint: a resumed run starts "
                       "with fresh momentum/Adam moments", "use the file as pretrained weights, not as a resume")]
     groups = [g for g in opt["param_groups"] if isinstance(g, dict)]
-    ids = [p for g in groups for p in (g.get("params") or [])]
-    sizes = ", ".join(str(len(g.get("params") or [])) for g in groups)
+    ids = [p for g in groups for p in _ids(g)]
+    sizes = ", ".join(str(len(_ids(g))) for g in groups)
     lrs = ", ".join(fmt(number(g.get("lr"))) for g in groups)
     out = []
     keys = _param_keys(model)

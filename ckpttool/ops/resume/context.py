@@ -12,6 +12,8 @@ Every framework counts differently, so each convention is written out here with 
   for a mid-epoch save, which resumes inside that epoch).
 * timm ``resume_checkpoint``: ``epoch + 1`` when ``version >= 2``, else ``epoch``.
 * mmengine saves ``meta.epoch`` = epochs completed and restarts there.
+* Hugging Face Trainer: ``epochs_trained = global_step // num_update_steps_per_epoch`` (that many
+  steps per epoch is ``max_steps / num_train_epochs``), skipping ``global_step % steps`` batches.
 * a generic training dict: ``epoch + 1`` (the usual ``start_epoch = ckpt["epoch"] + 1``), checked
   against the scheduler's ``last_epoch`` when there is one.
 """
@@ -24,7 +26,7 @@ from typing import Any
 from ckpttool.model import Checkpoint, Section, Stub, TensorRef
 from ckpttool.ops.resume.torch_schedulers import number
 
-__all__ = ["ResumeContext", "read_context", "attrs"]
+__all__ = ["ResumeContext", "read_context", "attrs", "as_int"]
 
 
 def attrs(value: Any) -> dict[str, Any]:
@@ -36,7 +38,8 @@ def attrs(value: Any) -> dict[str, Any]:
     return {}
 
 
-def _int(value: Any) -> int | None:
+def as_int(value: Any) -> int | None:
+    """An integer from a saved int, integral float or one-element tensor; None otherwise."""
     v = number(value)
     return int(v) if v is not None and float(v).is_integer() else None
 
@@ -59,6 +62,10 @@ class ResumeContext:
     lrf: float | None = None
     settings_source: str | None = None
     schedule_hint: str | None = None
+    schedule_expr: str | None = None     # the framework's lambda as an expression in x (step) and epochs (total)
+    per_step: bool = False               # the schedule advances per optimizer step, not per epoch
+    steps_per_epoch: int | None = None
+    mm_schedulers: list[dict[str, Any]] = field(default_factory=list)  # mmengine param_schedulers, in order
     optimizer: dict[str, Any] | None = None
     optimizer_source: str | None = None
     scheduler: dict[str, Any] | None = None
@@ -90,7 +97,10 @@ def read_context(ckpt: Checkpoint) -> ResumeContext:
                 ctx.scaler, ctx.scaler_source = tree[key], key
                 break
     ctx.ema = ckpt.sections.get("ema")
-    reader = _READERS.get(ckpt.layout, _generic)
+    if ckpt.layout == "hf-trainer":
+        from ckpttool.ops.resume.hf_trainer import read_hf_context as reader
+    else:
+        reader = _READERS.get(ckpt.layout, _generic)
     reader(tree, ctx)
     _ema_counter(tree, ctx)
     return ctx
@@ -108,7 +118,7 @@ def _epoch_plus_one(ctx: ResumeContext, epoch: int | None, who: str, *, assumed:
 
 
 def _yolo(tree: dict[str, Any], ctx: ResumeContext) -> None:
-    epoch = _int(tree.get("epoch"))
+    epoch = as_int(tree.get("epoch"))
     ultra = ctx.layout == "ultralytics"
     who = "ultralytics BaseTrainer.resume_training" if ultra else "YOLOv5 smart_resume"
     if epoch == -1 or ("optimizer" in tree and tree.get("optimizer") is None):
@@ -119,7 +129,7 @@ def _yolo(tree: dict[str, Any], ctx: ResumeContext) -> None:
     _epoch_plus_one(ctx, epoch, who)
     settings = attrs(tree.get("train_args" if ultra else "opt"))
     src = "train_args" if ultra else "opt"
-    ctx.old_total = _int(settings.get("epochs"))
+    ctx.old_total = as_int(settings.get("epochs"))
     ctx.old_total_source = f"{src}['epochs']" if ctx.old_total is not None else None
     hyp = settings if ultra else attrs(settings.get("hyp"))
     ctx.lr0, ctx.lrf = number(hyp.get("lr0")), number(hyp.get("lrf"))
@@ -130,15 +140,19 @@ def _yolo(tree: dict[str, Any], ctx: ResumeContext) -> None:
         used = "one_cycle (cosine)" if cos else "linear"
         ctx.notes.append(f"{src}['cos_lr'] is {cos}: the run used the {used} lambda")
     ctx.scheduler_restored = False  # YOLOv5 rebuilds LambdaLR from the new epochs and sets last_epoch
+    if not ultra:
+        ctx.notes.append("YOLOv5 sets scheduler.last_epoch = start_epoch - 1 after loading the optimizer: epoch "
+                         f"{epoch + 1} still trains at the saved LR and the new schedule applies from the next epoch "
+                         "(one epoch late)")
 
 
 def _lightning(tree: dict[str, Any], ctx: ResumeContext) -> None:
-    epoch = _int(tree.get("epoch"))
+    epoch = as_int(tree.get("epoch"))
     ctx.saved_epoch = epoch
-    ctx.global_step = _int(tree.get("global_step"))
+    ctx.global_step = as_int(tree.get("global_step"))
     ctx.scheduler_restored = True
     progress = attrs(attrs(attrs(tree.get("loops")).get("fit_loop")).get("epoch_progress")).get("current")
-    processed, started = _int(attrs(progress).get("processed")), _int(attrs(progress).get("started"))
+    processed, started = as_int(attrs(progress).get("processed")), as_int(attrs(progress).get("started"))
     if processed is not None:
         ctx.start_epoch = processed
         mid = started is not None and processed < started
@@ -155,23 +169,23 @@ def _lightning(tree: dict[str, Any], ctx: ResumeContext) -> None:
                           f"so an end-of-epoch save is assumed and training restarts at {epoch + 1}")
     hp = attrs(tree.get("hyper_parameters"))
     for key in ("max_epochs", "epochs", "num_epochs", "n_epochs"):
-        if _int(hp.get(key)) is not None:
-            ctx.old_total, ctx.old_total_source = _int(hp.get(key)), f"hyper_parameters['{key}']"
+        if as_int(hp.get(key)) is not None:
+            ctx.old_total, ctx.old_total_source = as_int(hp.get(key)), f"hyper_parameters['{key}']"
             break
     ctx.lr0 = number(hp.get("lr", hp.get("learning_rate")))
     ctx.settings_source = "hyper_parameters" if hp else None
 
 
 def _timm(tree: dict[str, Any], ctx: ResumeContext) -> None:
-    epoch = _int(tree.get("epoch"))
-    version = _int(tree.get("version")) or 1
+    epoch = as_int(tree.get("epoch"))
+    version = as_int(tree.get("version")) or 1
     if epoch is not None and version >= 2:
         _epoch_plus_one(ctx, epoch, f"timm resume_checkpoint (version {version})")
     elif epoch is not None:
         ctx.saved_epoch = ctx.start_epoch = ctx.epochs_done = epoch
         ctx.convention = f"timm resume_checkpoint (version {version} < 2): training restarts at 'epoch' = {epoch}"
     args = attrs(tree.get("args"))
-    ctx.old_total = _int(args.get("epochs"))
+    ctx.old_total = as_int(args.get("epochs"))
     ctx.old_total_source = "args.epochs" if ctx.old_total is not None else None
     ctx.lr0 = number(args.get("lr"))
     min_lr = number(args.get("min_lr")) or 0.0
@@ -187,10 +201,13 @@ def _timm(tree: dict[str, Any], ctx: ResumeContext) -> None:
 
 def _mmengine(tree: dict[str, Any], ctx: ResumeContext) -> None:
     meta = attrs(tree.get("meta"))
-    epoch = _int(meta.get("epoch"))
+    epoch = as_int(meta.get("epoch"))
     ctx.saved_epoch = epoch
-    ctx.global_step = _int(meta.get("iter"))
+    ctx.global_step = as_int(meta.get("iter"))
     ctx.scheduler_restored = True
+    schedulers = tree.get("param_schedulers")
+    if isinstance(schedulers, list):
+        ctx.mm_schedulers = [s for s in schedulers if isinstance(s, dict)]
     if epoch is not None:
         ctx.start_epoch = ctx.epochs_done = epoch
         ctx.convention = f"mmengine: meta.epoch {epoch} counts finished epochs; the train loop restarts at {epoch}"
@@ -198,14 +215,14 @@ def _mmengine(tree: dict[str, Any], ctx: ResumeContext) -> None:
 
 def _generic(tree: dict[str, Any], ctx: ResumeContext) -> None:
     for key in ("epoch", "epochs", "cur_epoch", "current_epoch"):
-        epoch = _int(tree.get(key))
+        epoch = as_int(tree.get(key))
         if epoch is not None:
             _epoch_plus_one(ctx, epoch, f"training dict '{key}' (the usual start_epoch = ckpt['{key}'] + 1)",
                             assumed=True)
             break
     for key in ("global_step", "step", "iteration", "iter"):
-        if _int(tree.get(key)) is not None:
-            ctx.global_step = _int(tree.get(key))
+        if as_int(tree.get(key)) is not None:
+            ctx.global_step = as_int(tree.get(key))
             break
     ctx.scheduler_restored = ctx.scheduler is not None
     cfg = {}
@@ -215,8 +232,8 @@ def _generic(tree: dict[str, Any], ctx: ResumeContext) -> None:
             ctx.settings_source = key
             break
     for key in ("epochs", "max_epochs", "num_epochs", "n_epochs"):
-        if _int(cfg.get(key)) is not None:
-            ctx.old_total, ctx.old_total_source = _int(cfg.get(key)), f"{ctx.settings_source}['{key}']"
+        if as_int(cfg.get(key)) is not None:
+            ctx.old_total, ctx.old_total_source = as_int(cfg.get(key)), f"{ctx.settings_source}['{key}']"
             break
     ctx.lr0 = number(cfg.get("lr", cfg.get("lr0", cfg.get("learning_rate"))))
     ctx.lrf = number(cfg.get("lrf"))
@@ -226,19 +243,23 @@ def _generic(tree: dict[str, Any], ctx: ResumeContext) -> None:
 
 def _ema_counter(tree: dict[str, Any], ctx: ResumeContext) -> None:
     """How many updates the EMA has seen: YOLOv5 ``updates``, ``n_averaged``, ``num_updates``, ``steps``."""
-    if _int(tree.get("updates")) is not None:
-        ctx.ema_updates, ctx.ema_updates_source = _int(tree.get("updates")), "updates"
+    if as_int(tree.get("updates")) is not None:
+        ctx.ema_updates, ctx.ema_updates_source = as_int(tree.get("updates")), "updates"
         return
     avg = attrs(tree.get("averaging_state"))
-    if _int(avg.get("n_averaged")) is not None:
-        ctx.ema_updates, ctx.ema_updates_source = _int(avg.get("n_averaged")), "averaging_state.n_averaged"
+    if as_int(avg.get("n_averaged")) is not None:
+        ctx.ema_updates, ctx.ema_updates_source = as_int(avg.get("n_averaged")), "averaging_state.n_averaged"
+        return
+    raw = tree.get("ema_state_dict")  # mmengine EMAHook: the swapped-out weights carry the 'steps' counter
+    if isinstance(raw, dict) and as_int(raw.get("steps")) is not None:
+        ctx.ema_updates, ctx.ema_updates_source = as_int(raw.get("steps")), "ema_state_dict.steps"
         return
     value = ctx.ema.value if ctx.ema is not None else None
     if isinstance(value, dict):
         for key in ("n_averaged", "num_updates", "steps", "step", "updates", "module.n_averaged"):
             v = value.get(key)
-            if isinstance(v, TensorRef | int) and _int(v) is not None:
-                ctx.ema_updates, ctx.ema_updates_source = _int(v), f"{ctx.ema.source}.{key}"
+            if isinstance(v, TensorRef | int) and as_int(v) is not None:
+                ctx.ema_updates, ctx.ema_updates_source = as_int(v), f"{ctx.ema.source}.{key}"
                 return
 
 

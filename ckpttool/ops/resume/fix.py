@@ -15,7 +15,6 @@ so the copy holds their state_dicts instead (reported); other foreign objects be
 
 from __future__ import annotations
 
-import copy
 import math
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ def patch_scheduler(state: dict[str, Any], new_units: int) -> tuple[dict[str, An
         UsageError: when this scheduler has no well-defined patch.
     """
     kind = identify(state)
-    out = copy.deepcopy(dict(state))
+    out = dict(state)  # shallow: only top-level values are replaced (never deep-copy an untrusted tree)
     if kind == "CosineAnnealingLR":
         old = state.get("T_max")
         out["T_max"] = new_units

@@ -13,7 +13,7 @@ Two ways a resumed run gets its LR:
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ckpttool.errors import UsageError
@@ -33,6 +33,9 @@ class LRPlan:
 
     mode: str                                    # "rebuilt", "restored" or "unknown"
     unit_steps: int = 1                          # scheduler steps per epoch (1: stepped per epoch)
+    unit_name: str = "epoch"                     # what the schedule's x counts: "epoch" or "step"
+    resume_unit: int = 0                         # x at the resume point
+    old_total: int | None = None                 # the old run's total when only the scheduler state tells it
     unit_source: str = ""
     old_desc: str = ""
     new_desc: str = ""
@@ -77,6 +80,8 @@ def model_schedule(ctx: ResumeContext, opts: ResumeOptions) -> tuple[Schedule | 
     if opts.lr_lambda:
         return from_expression(opts.lr_lambda, lrf=lrf), "--lr-lambda"
     name = opts.schedule or ctx.schedule_hint
+    if name is None and ctx.schedule_expr:
+        return replace(from_expression(ctx.schedule_expr, lrf=lrf), name=ctx.layout), "the checkpoint's settings"
     if name is None:
         return None, ""
     src = "--schedule" if opts.schedule else "the checkpoint's settings"
@@ -108,10 +113,13 @@ def make_plan(ctx: ResumeContext, opts: ResumeOptions, start: int, old_total: in
     restore = (kind is not None and kind not in ("LambdaLR", "ReduceLROnPlateau", "CyclicLR", "ChainedScheduler")
                and opts.scheduler != "rebuild" and (opts.scheduler == "restore" or ctx.scheduler_restored
                                                      or model is None))
+    if kind is None and ctx.mm_schedulers and opts.scheduler != "rebuild":
+        restore, kind = True, "mmengine"
+    rebuild_total = model is None and opts.scheduler == "rebuild" and kind in _TOTALS
     note = ""
-    if restore and groups:
+    if (restore or rebuild_total) and groups:
         try:
-            return _restored(ctx, opts, groups, start, old_total, new_total)
+            return _restored(ctx, opts, groups, start, old_total, new_total, rebuild_total=rebuild_total)
         except (LookupError, KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
             note = f"the saved {kind} state could not be stepped ({exc}); "
     plan = LRPlan(mode="unknown")
@@ -131,16 +139,25 @@ def make_plan(ctx: ResumeContext, opts: ResumeOptions, start: int, old_total: in
 
 def _rebuilt(plan: LRPlan, model: Schedule, src: str, ctx: ResumeContext, opts: ResumeOptions, start: int,
              old_total: int | None, new_total: int) -> LRPlan:
+    """``lr = base * f(x, total)``; per-epoch (x = epoch) or, for per-step schedules, x = optimizer step."""
     base = plan.base_lr or 0.0
-    plan.mode, plan.model, plan.unit_source = "rebuilt", model, "schedule evaluated per epoch"
-    plan.new_desc = f"{model.name}: {model.expression} with epochs={new_total} (from {src})"
-    plan.new_points = [(e, base * model.factor(e, new_total)) for e in range(start, new_total)]
+    k = (opts.steps_per_epoch or ctx.steps_per_epoch or 1) if ctx.per_step else 1
+    at = ctx.global_step if ctx.per_step and ctx.global_step is not None else start * k
+    plan.mode, plan.model, plan.unit_steps = "rebuilt", model, k
+    plan.unit_name, plan.resume_unit = ("step" if ctx.per_step else "epoch"), at
+    plan.unit_source = f"schedule evaluated per optimizer step ({k} per epoch)" if ctx.per_step else \
+        "schedule evaluated per epoch"
+    unit = " (steps)" if ctx.per_step else ""
+    plan.new_desc = f"{model.name}: {model.expression} with epochs={new_total * k}{unit} (from {src})"
+    plan.new_points = [(e, base * model.factor(e * k, new_total * k)) for e in range(start, new_total)]
+    if plan.new_points:
+        plan.new_points[0] = (_epoch(at, k), base * model.factor(at, new_total * k))
     plan.resume_new = plan.new_points[0][1] if plan.new_points else None
     if old_total is not None:
-        plan.old_desc = f"{model.name}: {model.expression} with epochs={old_total}"
-        plan.old_points = [(e, base * model.factor(e, old_total)) for e in range(0, max(old_total, start + 1))]
-        plan.resume_old = base * model.factor(start, old_total)
-        plan.last_trained = base * model.factor(start - 1, old_total) if start > 0 else None
+        plan.old_desc = f"{model.name}: {model.expression} with epochs={old_total * k}{unit}"
+        plan.old_points = [(e, base * model.factor(e * k, old_total * k)) for e in range(0, max(old_total, start + 1))]
+        plan.resume_old = base * model.factor(at, old_total * k)
+        plan.last_trained = base * model.factor(at - 1, old_total * k) if at > 0 else None
     else:
         plan.old_desc = "unknown: the old total epochs are not recorded (give --old-epochs)"
         plan.resume_old = plan.saved_lr
@@ -170,19 +187,38 @@ def _unit(ctx: ResumeContext, opts: ResumeOptions, last: int) -> tuple[int, str]
     return 1, f"assumed stepped once per epoch (last_epoch {last} does not match {done} epochs)"
 
 
+# the classes whose curve is set by a total, and that total's key: what ``--scheduler rebuild`` changes
+_TOTALS = {"CosineAnnealingLR": "T_max", "PolynomialLR": "total_iters"}
+
+
 def _restored(ctx: ResumeContext, opts: ResumeOptions, groups: list[dict[str, Any]], start: int,
-              old_total: int | None, new_total: int) -> LRPlan:
-    state = copy.deepcopy(dict(ctx.scheduler or {}))
-    sim = build(state, groups)
+              old_total: int | None, new_total: int, *, rebuild_total: bool = False) -> LRPlan:
+    """Step the saved scheduler on; with ``rebuild_total``, a new one of the same class for the new total.
+
+    torch 2.x builds a scheduler with ``last_epoch=N`` without touching the loaded LR (``_is_initial``)
+    and then steps in chainable form, so a rebuilt CosineAnnealingLR/PolynomialLR is the saved state
+    with its total replaced and ``_step_count`` 1.
+    """
+    sim = _build(ctx, groups)
     k, src = _unit(ctx, opts, sim.last_epoch)
-    plan = LRPlan(mode="restored", unit_steps=k, unit_source=src, sim=sim)
+    if rebuild_total:
+        key = _TOTALS[identify(ctx.scheduler) or ""]
+        rebuilt = copy.copy(ctx)
+        rebuilt.scheduler = {**(ctx.scheduler or {}), key: new_total * k, "_step_count": 1}
+        sim = _build(rebuilt, groups)
+    plan = LRPlan(mode="restored", unit_steps=k, unit_source=src, sim=sim, unit_name="step" if k > 1 else "epoch",
+                  resume_unit=sim.last_epoch)
     plan.saved_lr = groups[0].get("lr")
     plan.base_lr, plan.base_source = (sim.base_lrs[0] if sim.base_lrs else None), "scheduler base_lrs[0]"
-    desc = sim.describe()
-    plan.old_desc = f"{desc} as saved"
-    plan.new_desc = f"{desc} restored from the checkpoint (its settings win over the new --epochs)"
+    plan.old_desc = f"{_build(ctx, [dict(g) for g in groups]).describe()} as saved"
+    plan.new_desc = (f"{sim.describe()} built anew with last_epoch={sim.last_epoch - 1} after loading the optimizer "
+                     "(chainable: continues from the saved LR)" if rebuild_total else
+                     f"{sim.describe()} restored from the checkpoint (its settings win over the new --epochs)")
+    if rebuild_total:
+        total = number((ctx.scheduler or {}).get(_TOTALS[identify(ctx.scheduler) or ""]))
+        plan.old_total = int(total // k) if total else None
     last = sim.last_epoch
-    probe = build(copy.deepcopy(dict(ctx.scheduler or {})), copy.deepcopy(groups))
+    probe = _build(ctx, [dict(g) for g in groups])
     plan.last_trained = _closed(probe, last - 1)
     plan.resume_old = plan.resume_new = plan.saved_lr
     horizon = old_total if old_total is not None else new_total
@@ -191,7 +227,7 @@ def _restored(ctx: ResumeContext, opts: ResumeOptions, groups: list[dict[str, An
     if end_unit - last > MAX_SIM_STEPS:
         raise UsageError(f"the resumed run would step the scheduler {end_unit - last} times; more than "
                          f"{MAX_SIM_STEPS} is not simulated")
-    plan.new_points = [(last / k, groups[0]["lr"])]
+    plan.new_points = [(_epoch(last, k), groups[0]["lr"])]
     unit = last
     while unit < end_unit:
         try:
@@ -205,6 +241,20 @@ def _restored(ctx: ResumeContext, opts: ResumeOptions, groups: list[dict[str, An
         if unit % k == 0 and unit < end_unit:
             plan.new_points.append((unit // k, groups[0]["lr"]))
     return plan
+
+
+def _build(ctx: ResumeContext, groups: list[dict[str, Any]]) -> SimScheduler:
+    """A simulator of the saved scheduler(s); simulators never mutate the saved state in place."""
+    if ctx.mm_schedulers and identify(ctx.scheduler) is None:
+        from ckpttool.ops.resume.mmengine_schedulers import build_mm
+
+        return build_mm(ctx.mm_schedulers, groups)
+    return build(dict(ctx.scheduler or {}), groups)
+
+
+def _epoch(unit: int, steps_per_epoch: int) -> float:
+    """Scheduler unit -> epoch, an int when it falls on an epoch boundary."""
+    return unit // steps_per_epoch if unit % steps_per_epoch == 0 else unit / steps_per_epoch
 
 
 def _closed(sim: SimScheduler, unit: int) -> float | None:

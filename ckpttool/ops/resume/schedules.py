@@ -29,6 +29,7 @@ _MATH_FUNCTIONS: dict[str, Callable[..., float]] = {
     "round": round, "tanh": math.tanh, "cosh": math.cosh, "sinh": math.sinh,
 }
 _MAX_EXPR = 500
+_MAX_DEPTH = 60
 
 # name -> (formula template in x, epochs and the parameters, default lrf)
 _TEMPLATES: dict[str, tuple[str, float]] = {
@@ -105,6 +106,17 @@ class _NameCheck(ast.NodeVisitor):
         self.bad.append(f"attribute access .{node.attr}")
 
 
+def _depth(tree: ast.AST) -> int:
+    """How deep the expression nests, walked iteratively (the evaluator itself recurses)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        if d <= _MAX_DEPTH:
+            stack.extend((child, d + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
 def _compile(expr: str, *, allow_lrf: bool, lrf: float | None = None) -> Callable[[float, float], float]:
     from simpleeval import SimpleEval
 
@@ -114,6 +126,8 @@ def _compile(expr: str, *, allow_lrf: bool, lrf: float | None = None) -> Callabl
         tree = ast.parse(expr.strip(), mode="eval")
     except SyntaxError as exc:
         raise UsageError(f"--lr-lambda {expr!r} is not an arithmetic expression: {exc.msg}") from None
+    if _depth(tree) > _MAX_DEPTH:
+        raise UsageError(f"--lr-lambda nests deeper than {_MAX_DEPTH} levels")
     allowed = {"x", "epochs", *MATH_NAMES, *_MATH_FUNCTIONS} | ({"lrf"} if allow_lrf else set())
     check = _NameCheck(allowed)
     check.visit(tree)
@@ -133,6 +147,8 @@ def _compile(expr: str, *, allow_lrf: bool, lrf: float | None = None) -> Callabl
             raise ValueError(str(exc)) from None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise TypeError(f"gives {type(value).__name__}, not a number")
+        if not math.isfinite(value):
+            raise ValueError(f"gives {value}, not a finite number")
         return float(value)
 
     return fn

@@ -12,7 +12,7 @@ from ckpttool.ops.resume.context import ResumeContext, read_context
 from ckpttool.ops.resume.fix import patch_scheduler, write_fixed
 from ckpttool.ops.resume.plan import LRPlan, make_plan
 from ckpttool.ops.resume.result import Check, ResumeOptions, ResumeResult
-from ckpttool.ops.resume.schedules import continuation
+from ckpttool.ops.resume.schedules import Schedule, continuation
 
 __all__ = ["validate_resume"]
 
@@ -43,7 +43,8 @@ def validate_resume(ckpt: Checkpoint, opts: ResumeOptions, *, fix_output: Path |
     plan = make_plan(ctx, opts, start, old_total, max(new_total, start + 1))
     if new_total <= done:
         plan.resume_new, plan.new_points, plan.overflow = None, [], None
-    checks = [_start_check(ctx), _old_settings_check(ctx, opts, old_total, plan.mode == "restored")]
+    checks = [_start_check(ctx, plan), _old_settings_check(ctx, opts, old_total, plan)]
+    old_total = old_total if old_total is not None else plan.old_total
     checks.append(_epochs_check(ctx, opts, readings, new_total, done))
     checks.append(_reading_check(ctx, opts, readings, plan))
     if new_total > done:
@@ -96,17 +97,26 @@ def _not_resumable(ckpt: Checkpoint, ctx: ResumeContext) -> ResumeResult:
                         schedule={"mode": "none", "convention": ctx.convention}, checks=[check])
 
 
-def _start_check(ctx: ResumeContext) -> Check:
+def _start_check(ctx: ResumeContext, plan: LRPlan) -> Check:
+    step = f" (global step {ctx.global_step})" if ctx.global_step is not None else ""
+    last = (ctx.scheduler or {}).get("last_epoch")
+    if ctx.assumed and plan.unit_steps == 1 and isinstance(last, int) and last == ctx.start_epoch and last > 0:
+        return Check("resume.start-epoch", "pass", f"start epoch {ctx.start_epoch}{step} — {ctx.convention}; "
+                     f"confirmed by the scheduler's last_epoch {last}")
     if ctx.assumed:
-        return Check("resume.start-epoch", "warn", f"start epoch {ctx.start_epoch} — {ctx.convention} (assumed)",
+        return Check("resume.start-epoch", "warn",
+                     f"start epoch {ctx.start_epoch}{step} — {ctx.convention} (assumed)",
                      "give --start-epoch if your script counts differently")
-    return Check("resume.start-epoch", "pass", f"start epoch {ctx.start_epoch} — {ctx.convention}")
+    return Check("resume.start-epoch", "pass", f"start epoch {ctx.start_epoch}{step} — {ctx.convention}")
 
 
-def _old_settings_check(ctx: ResumeContext, opts: ResumeOptions, old_total: int | None, restored: bool) -> Check:
+def _old_settings_check(ctx: ResumeContext, opts: ResumeOptions, old_total: int | None, plan: LRPlan) -> Check:
     if opts.old_epochs is not None:
         return Check("resume.old-settings", "pass", f"old run: {old_total} epochs (--old-epochs)")
-    if old_total is None and restored:
+    if old_total is None and plan.old_total is not None:
+        return Check("resume.old-settings", "pass", f"old run: {plan.old_total} epochs, implied by the saved "
+                     "scheduler (T_max/total_iters)")
+    if old_total is None and plan.mode == "restored":
         return Check("resume.old-settings", "pass", "the old total epochs are not recorded; not needed: the restored "
                      "scheduler state defines the curve")
     if old_total is None:
@@ -127,9 +137,11 @@ def _epochs_check(ctx: ResumeContext, opts: ResumeOptions, readings: dict[str, i
                   done: int) -> Check:
     if new_total <= done:
         yolo = ""
-        if ctx.layout == "yolov5" and opts.epochs_mode == "total" and ctx.saved_epoch is not None:
-            yolo = (f"; YOLOv5 itself would fine-tune {opts.epochs} more epochs (epochs += ckpt['epoch'] → "
-                    f"{opts.epochs + ctx.saved_epoch})")
+        if ctx.layout in ("yolov5", "ultralytics") and opts.epochs_mode == "total" and ctx.saved_epoch is not None:
+            who = "YOLOv5" if ctx.layout == "yolov5" else "ultralytics"
+            yolo = (f"; {who} itself would fine-tune {opts.epochs} more epochs (epochs < start_epoch, so epochs += "
+                    f"ckpt['epoch'] → total {opts.epochs + ctx.saved_epoch})" if opts.epochs < (ctx.start_epoch or 0)
+                    else f"; {who} would train no epoch at all")
         return Check("resume.epochs", "fail",
                      f"the new total of {new_total} epochs is not more than the {done} epochs already done{yolo}",
                      f"use --epochs-mode additional (total {readings['additional']}) or --epochs above {done}")
@@ -159,23 +171,30 @@ def _fixes(ckpt: Checkpoint, plan: LRPlan, checks: list[Check], start: int, old_
     bad = {c.code for c in checks if c.status != "pass"}
     out: list[str] = []
     if plan.mode == "rebuilt" and "resume.lr-jump" in bad and plan.model is not None and old_total is not None:
-        base = plan.base_lr or 0.0
-        if old_total > start:
-            out.append(f"keep the old total: --epochs {old_total} (the LR continues at {fmt(plan.resume_old)})")
-        x = round(start * new_total / old_total)
-        if start < x < new_total:
-            out.append(f"keep the same fraction of the schedule: set scheduler.last_epoch = {x - 1} after building it "
-                       f"(the new schedule resumes at its epoch {x}, LR {fmt(base * plan.model.factor(x, new_total))}; "
-                       f"{new_total - x} epochs left)")
-        cont = continuation(plan.model, start, old_total, new_total)
-        if cont is not None:
-            end = base * cont.factor(new_total, new_total)
-            first = fmt(base * cont.factor(start, new_total))
-            out.append(f"continue smoothly: lf = lambda x: {cont.expression}  (or --lr-lambda '{cont.expression}'; "
-                       f"LR {first} at epoch {start}, {fmt(end)} at epoch {new_total})")
+        out += _schedule_fixes(plan, plan.model, start, old_total, new_total)
     if bad & {"resume.scheduler-overflow", "resume.scheduler-t-max"}:
         out.append(f"write a patched copy: ckpttool validate-resume {ckpt.path} --epochs {opts.epochs} "
                    f"--epochs-mode {opts.epochs_mode} --fix -o {ckpt.path.stem}_resume{ckpt.path.suffix or '.pt'}")
+    return out
+
+
+def _schedule_fixes(plan: LRPlan, model: Schedule, start: int, old_total: int, new_total: int) -> list[str]:
+    """Keep the old total; keep the same fraction; a continuation expression (in the schedule's own units)."""
+    base, k, unit, at = plan.base_lr or 0.0, plan.unit_steps, plan.unit_name, plan.resume_unit
+    t_old, t_new = old_total * k, new_total * k
+    out = []
+    if old_total > start:
+        out.append(f"keep the old total: --epochs {old_total} (the LR continues at {fmt(plan.resume_old)})")
+    x = round(at * t_new / t_old)
+    if at < x < t_new:
+        out.append(f"keep the same fraction of the schedule: set scheduler.last_epoch = {x - 1} after building it "
+                   f"(the new schedule resumes at its {unit} {x}, LR {fmt(base * model.factor(x, t_new))}; "
+                   f"{t_new - x} {unit}s left)")
+    cont = continuation(model, at, t_old, t_new)
+    if cont is not None:
+        first, end = fmt(base * cont.factor(at, t_new)), fmt(base * cont.factor(t_new, t_new))
+        out.append(f"continue smoothly: lf = lambda x: {cont.expression}  (or --lr-lambda '{cont.expression}'; "
+                   f"LR {first} at {unit} {at}, {end} at {unit} {t_new})")
     return out
 
 
