@@ -103,11 +103,29 @@ def _modelscan(exe: str | None, folder: Path, files: dict[str, Path]) -> dict[st
     return out
 
 
+def _header(modelscan: str | None) -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def ver(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    ms = "not installed"
+    if modelscan and Path(modelscan).exists():
+        ms = subprocess.run([modelscan, "--version"], capture_output=True, text=True).stdout.strip().split()[-1]
+    return [f"# ckpttool vs picklescan {ver('picklescan')}, fickling {ver('fickling')}, modelscan {ms}", "",
+            "Made by `fuzz/compare_scanners.py`. MISSED: the scanner called a hostile file clean; refused: "
+            "unreadable, exit 2, never clean; on the clean fixtures, \"clean\" is the right answer.", ""]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", nargs="?", help="also write the table to this markdown file")
     parser.add_argument("--modelscan", default=shutil.which("modelscan") or "/tmp/scanvenv/bin/modelscan")
     args = parser.parse_args()
+    out = Path(args.out).resolve() if args.out else None  # before the chdir into the corpus
     folder = Path(tempfile.mkdtemp(prefix="ckpt-hostile-"))
     files = build_corpus(folder)
     clean = {f"clean: {name}": folder / name for name in CLEAN}
@@ -136,10 +154,10 @@ def main() -> None:
     lines.append(f"{len(CASES)} hostile cases, {len(clean)} clean fixtures; " + "; ".join(totals) + ".")
     markers = sorted(p.name for p in folder.glob("PWNED-*"))
     lines.append(f"Payload markers after all scans: {markers or 'none'}.")
-    text = "\n".join(lines)
+    text = "\n".join([*_header(args.modelscan), *lines])
     print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    if out is not None:
+        out.write_text(text + "\n")
     shutil.rmtree(folder, ignore_errors=True)
 
 
