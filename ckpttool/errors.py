@@ -6,6 +6,8 @@ them to one line on stderr: ``ckpttool: error[<reference>]: <path>: <message>`` 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -22,6 +24,7 @@ __all__ = [
     "VerificationFailed",
     "UsageError",
     "RemapConflict",
+    "about",
 ]
 
 
@@ -107,3 +110,14 @@ class RemapConflict(CkptError):
     """A remap would send two keys to one name, or could not be applied unambiguously."""
 
     reference = "remap-conflict"
+
+
+@contextlib.contextmanager
+def about(path: Path | str) -> Iterator[None]:
+    """Name ``path`` in any ``CkptError`` raised inside that does not name a file yet."""
+    try:
+        yield
+    except CkptError as exc:
+        if exc.path is None:
+            exc.path = Path(path)
+        raise

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ckpttool.cli.common import emit_json, input_path, json_option, print_renderable
+from ckpttool.errors import about
 from ckpttool.model import SECTION_KINDS
 
 
@@ -36,7 +37,8 @@ def command(path: Path, sections: tuple[str, ...], keys: bool, stats: bool, dept
     from ckpttool.io import open_checkpoint
     from ckpttool.ops.inspect import inspect_checkpoint
 
-    report = inspect_checkpoint(open_checkpoint(path), sections=sections, stats=stats)
+    with about(path):
+        report = inspect_checkpoint(open_checkpoint(path), sections=sections, stats=stats)
     if as_json:
         emit_json(report.to_dict())
         return 0

@@ -21,7 +21,7 @@ from ckpttool.io.sniff import extension_format, sniff
 from ckpttool.io.source import FileSource
 from ckpttool.model import Checkpoint, Finding
 
-__all__ = ["open_checkpoint", "read_tree", "TreeRead"]
+__all__ = ["open_checkpoint", "read_tree", "TreeRead", "READER_BUG_ERRORS", "reader_bug"]
 
 
 class TreeRead:
@@ -63,6 +63,13 @@ def read_tree(path: Path, *, keep_going: bool = False) -> TreeRead:
     size = _check_path(path)
     file = FileSource(path, size)
     fmt = sniff(file.read(0, min(size, 512)), size)
+    if fmt == "pickle":
+        data = file.read(0, size)
+        load = run_pickle(data, "pickle", None, keep_going=keep_going)
+        if load.error is not None or not _is_legacy_magic(load.value):
+            return TreeRead(path, fmt, load.value, size, [load, *_trailing_pickles(data, load.end)],
+                            [f"{size - load.end} bytes follow the pickle's STOP"] if load.end < size else [])
+        fmt = "torch-legacy"  # torch.load reads a stream whose first pickle is the magic number as legacy
     if fmt == "torch-zip":
         from ckpttool.io.torch_zip import read_torch_zip
         from ckpttool.io.torchscript import script_class_info
@@ -80,9 +87,6 @@ def read_tree(path: Path, *, keep_going: bool = False) -> TreeRead:
     if fmt == "safetensors":
         tensors, metadata = read_safetensors(path, file)
         return TreeRead(path, fmt, tensors, size, [], [], members={"__metadata__": metadata})
-    if fmt == "pickle":
-        load = run_pickle(file.read(0, size), "pickle", None, keep_going=keep_going)
-        return TreeRead(path, fmt, load.value, size, [load], [])
     if fmt == "torch-tar":
         from ckpttool.io.torch_tar import read_torch_tar
 
@@ -92,6 +96,28 @@ def read_tree(path: Path, *, keep_going: bool = False) -> TreeRead:
         return TreeRead(path, fmt, tree, size, loads, anomalies)
     raise UnreadableCheckpoint("not a checkpoint: unrecognised bytes (not a torch zip, legacy "
                                "torch file, safetensors or pickle)", path=path)
+
+
+def _is_legacy_magic(value: Any) -> bool:
+    from ckpttool.io.torch_legacy import MAGIC_NUMBER
+
+    return type(value) is int and value == MAGIC_NUMBER
+
+
+def _trailing_pickles(data: bytes, pos: int, limit: int = 16) -> list[PickleLoad]:
+    """Pickles after the first one's STOP: no loader of a plain pickle reads them, but a tool that
+    reads a stream of pickles would, so their globals are reported (a parse failure is not an error)."""
+    loads: list[PickleLoad] = []
+    while pos < len(data) and data[pos] == 0x80 and len(loads) < limit:
+        load = run_pickle(data, f"pickle {len(loads) + 2} (after the first STOP)", None, start=pos, keep_going=True)
+        if load.error is not None:
+            load.anomalies.append(f"not a pickle ({load.error.message})")
+            load.error = None
+            loads.append(load)
+            break
+        loads.append(load)
+        pos = load.end
+    return loads
 
 
 def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
@@ -112,13 +138,22 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise ResourceLimit("the object tree nests too deeply", path=path) from None
     except MemoryError:
         raise ResourceLimit("reading needs more memory than is available", path=path) from None
-    except (ValueError, TypeError, LookupError, ArithmeticError, AttributeError, OSError, struct.error,
-            zlib.error) as exc:
+    except READER_BUG_ERRORS as exc:
         # A reader bug met on a malformed file: still an error about the file, never a traceback.
         # (The fuzz harness and tests call read_tree/_checkpoint directly, so bugs stay visible.)
-        raise UnreadableCheckpoint(f"the file could not be parsed ({type(exc).__name__})", path=path,
-                                   hint="if the file is valid, please report this as a ckpttool bug") from exc
+        raise reader_bug(path, exc) from exc
     return ckpt
+
+
+# What a reader bug on a malformed file can raise; callers turn it into an error about the file.
+READER_BUG_ERRORS = (ValueError, TypeError, LookupError, ArithmeticError, AttributeError, OSError,
+                     struct.error, zlib.error)
+
+
+def reader_bug(path: Path, exc: BaseException) -> UnreadableCheckpoint:
+    """The one-line error for an unexpected exception while reading ``path``."""
+    return UnreadableCheckpoint(f"the file could not be parsed ({type(exc).__name__})", path=path,
+                                hint="if the file is valid, please report this as a ckpttool bug")
 
 
 def _checkpoint(read: TreeRead) -> Checkpoint:

@@ -20,7 +20,7 @@ from ckpttool.errors import OutputRefused
 
 _WRITEBACK = 64 * 1024 * 1024
 
-__all__ = ["HashingSink", "temporary_output", "commit", "check_target", "fsync_dir"]
+__all__ = ["HashingSink", "temporary_output", "commit", "check_target", "fsync_dir", "sweep_stale_temporaries"]
 
 
 class HashingSink:
@@ -125,10 +125,50 @@ def fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+_TMP_SUFFIX = ".ckpttool-tmp"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but is not ours
+        return True
+    return True
+
+
+def sweep_stale_temporaries(output: Path) -> list[Path]:
+    """Remove temporaries left beside ``output`` by writers that were killed (their PID is gone).
+
+    Only files named like ours for this very target are considered, so nothing else in the
+    folder is ever touched.
+    """
+    removed = []
+    prefix = f".{output.name}."
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(output.parent):
+            name = entry.name
+            if not (name.startswith(prefix) and name.endswith(_TMP_SUFFIX)):
+                continue
+            stamp = name[len(prefix):-len(_TMP_SUFFIX)]
+            pid_text = stamp.split("-", 1)[0]
+            if pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
+
+
 @contextlib.contextmanager
 def temporary_output(output: Path) -> Iterator[tuple[Path, HashingSink]]:
-    """A fresh temporary file beside ``output``; removed unless ``commit`` moved it away."""
-    tmp = output.parent / f".{output.name}.{secrets.token_hex(4)}.ckpttool-tmp"
+    """A fresh temporary file beside ``output``; removed unless ``commit`` moved it away.
+
+    The name carries the writer's PID, so the next write to the same target removes what a
+    killed writer left (``sweep_stale_temporaries``).
+    """
+    sweep_stale_temporaries(output)
+    tmp = output.parent / f".{output.name}.{os.getpid()}-{secrets.token_hex(4)}{_TMP_SUFFIX}"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except OSError as exc:

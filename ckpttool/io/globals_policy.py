@@ -68,6 +68,16 @@ DATA_GLOBALS: frozenset[str] = frozenset(
         "torch.jit._pickle.build_intlist", "torch.jit._pickle.build_tensorlist",
         "torch.jit._pickle.build_doublelist", "torch.jit._pickle.build_boollist",
         "torch.jit._pickle.build_tensor_from_id", "torch.jit._pickle.restore_type_tag",
+        # the data classes torch.distributed.checkpoint writes into .metadata (dataclasses, an enum)
+        "torch.distributed.checkpoint.metadata.Metadata",
+        "torch.distributed.checkpoint.metadata.TensorStorageMetadata",
+        "torch.distributed.checkpoint.metadata.BytesStorageMetadata",
+        "torch.distributed.checkpoint.metadata.TensorProperties",
+        "torch.distributed.checkpoint.metadata.ChunkStorageMetadata",
+        "torch.distributed.checkpoint.metadata.MetadataIndex",
+        "torch.distributed.checkpoint.metadata.StorageMeta",
+        "torch.distributed.checkpoint.metadata._MEM_FORMAT_ENCODING",
+        "torch.distributed.checkpoint.filesystem._StorageInfo",
     }
     | {f"torch.{name}" for name in _TORCH_DTYPE_NAMES}
     | {f"torch.{name}" for name in _STORAGE_CLASSES}
@@ -89,7 +99,7 @@ _DANGEROUS_MODULES: frozenset[str] = frozenset(
         "tempfile", "io", "_io", "glob", "fileinput", "tarfile", "zipfile", "sqlite3", "mmap",
         "resource", "_winapi", "msvcrt", "winreg", "_winreg", "nturl2path", "timeit",
         "trace", "profile", "cProfile", "doctest", "unittest", "builtins_exec",
-        "__main__", "IPython", "pydoc", "sysconfig", "atexit", "weakref", "ast", "dis",
+        "IPython", "pydoc", "sysconfig", "atexit", "weakref", "ast", "dis",
         "compileall", "py_compile", "pathlib_os", "fcntl", "termios", "syslog", "sched",
         "socketserver", "wsgiref", "xml", "email", "mailbox", "smtpd",
     }
@@ -162,8 +172,15 @@ def classify(module: str, name: str) -> GlobalKind:
     if fullname in DATA_GLOBALS:
         return "data"
     parts = _parts(fullname)
-    if any(part in _DANGEROUS_MODULES for part in parts):
+    # The module a pickle imports by its root name, and any part of the attribute walk after it:
+    # ``mmcv.fileio.io`` is mmcv's own submodule, but ``('pathlib', 'os.system')`` walks into os.
+    if (parts and parts[0] in _DANGEROUS_MODULES) or any(p in _DANGEROUS_MODULES for p in _parts(name)):
         return "dangerous"
+    if module == "__main__":
+        # torch.save(model) from a script pickles __main__.Net: a class like any other, unless the
+        # name reaches a builtin or os helper the running script happens to hold.
+        walk = set(_parts(name))
+        return "dangerous" if walk & (_DANGEROUS_BUILTINS | _WALK_NAMES) or len(walk) > 1 else "stub"
     if module in ("builtins", "__builtin__", "__builtins__") or "__builtins__" in parts:
         return "dangerous" if name in _DANGEROUS_BUILTINS or "." in name else "stub"
     if any(part in _WALK_NAMES for part in parts[1:]):

@@ -73,10 +73,10 @@ def _tensor(path: Path, file: FileSource, name: str, info: Any, base: int) -> Te
     shape, offsets = info.get("shape"), info.get("data_offsets")
     if d is None:
         raise UnreadableCheckpoint(f"tensor {name!r} has unknown dtype {info.get('dtype')!r}", path=path)
-    if not isinstance(shape, list) or not all(type(s) is int and s >= 0 for s in shape) or len(shape) > 64:
+    if not isinstance(shape, list) or not all(type(s) is int and 0 <= s < 1 << 63 for s in shape) or len(shape) > 64:
         raise UnreadableCheckpoint(f"tensor {name!r} has an invalid shape", path=path)
     if (not isinstance(offsets, list) or len(offsets) != 2
-            or not all(type(o) is int and o >= 0 for o in offsets) or offsets[0] > offsets[1]):
+            or not all(type(o) is int and 0 <= o < 1 << 63 for o in offsets) or offsets[0] > offsets[1]):
         raise UnreadableCheckpoint(f"tensor {name!r} has invalid data offsets", path=path)
     numel = 1
     for s in shape:

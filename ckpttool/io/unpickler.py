@@ -32,6 +32,7 @@ from ckpttool.model import GlobalRef, PickledDict, Stub
 __all__ = ["PickleResult", "SafeUnpickler", "MAX_TUPLE_DEPTH"]
 
 MAX_TUPLE_DEPTH = 256
+MAX_INT_BYTES = 1700  # 13 600 bits: about 4100 decimal digits, under str()'s 4300-digit limit
 _MARK = object()
 # Allow-listed calls whose first argument's elements get hashed (set members, OrderedDict pairs).
 _HASHING_CALLS = frozenset({"set", "frozenset", "OrderedDict"})
@@ -321,8 +322,10 @@ class SafeUnpickler:
 
     def op_long4(self) -> None:
         n = self._u("<i", 4)
-        if n > 1 << 16:
-            raise ResourceLimit(f"an integer of {n} bytes")
+        if n > MAX_INT_BYTES:
+            # past ~4300 digits str() refuses (CPython's guard), and every report, message and key
+            # path would fail on it; no checkpoint needs an integer that large
+            raise ResourceLimit(f"an integer of {n} bytes (at most {MAX_INT_BYTES})")
         self._push(int.from_bytes(self._take(n), "little", signed=True))
 
     def op_float(self) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ckpttool.errors import CkptError
-from ckpttool.io import read_tree
+from ckpttool.io import READER_BUG_ERRORS, read_tree, reader_bug
 from ckpttool.io.findings import pickle_findings
 from ckpttool.model import Finding, GlobalUse
 
@@ -71,6 +71,10 @@ def scan_file(path: Path) -> FileScan:
         read = read_tree(path, keep_going=True)
     except CkptError as exc:
         result.error = exc
+        return result
+    except (RecursionError, MemoryError, *READER_BUG_ERRORS) as exc:
+        # a reader bug must not stop a multi-file scan, and an unread file is never clean
+        result.error = reader_bug(path, exc)
         return result
     result.format = read.format
     result.globals, result.findings = pickle_findings(read.loads, read.tree)

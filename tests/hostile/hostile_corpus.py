@@ -17,7 +17,7 @@ import pickle
 import struct
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 MAGIC = 0x1950A86A20F9469CFC6C
@@ -124,7 +124,6 @@ class Case:
     readable: bool = True  # False: the reader must refuse it (never "clean")
     setup: Callable[[Path, str], None] | None = None
     notes: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 class _Reduce:
@@ -302,8 +301,7 @@ def _argv(module: str, name: str, proto: int = 2) -> Callable[[Path, str], bytes
 
 
 def _cases() -> list[Case]:
-    b, o = "builtins", "operator"
-    cmd = shell
+    b, o, cmd = "builtins", "operator", shell
     return [
         Case("os_system", "os_system.pkl", _simple("os", "system"), ("os.system",), "pickle"),
         Case("posix_system_reduce", "posix_system.pkl", _real_reduce, ("posix.system",), "pickle",
@@ -415,6 +413,15 @@ def _cases() -> list[Case]:
              lambda f, c: pkl(call(glob(b, "eval"), uni(f"({pycode(f, c)}, {MAGIC})[1]"))) + b"".join(
                  legacy_parts()[1:]),
              ("builtins.eval",), "torch", notes="the magic number computed by eval"),
+        Case("legacy_magic_in_protocol_4", "legacy_magic_p4.pt",
+             lambda f, c: b"".join([pickle.dumps(MAGIC, protocol=4), *legacy_parts()[1:3], os_system_pickle(f, c),
+                                    legacy_parts()[4]]),
+             ("os.system",), "torch",
+             notes="torch.load takes any first pickle equal to the magic number; a sniffer keyed on the protocol-2 "
+                   "bytes saw a plain pickle of one int"),
+        Case("payload_after_the_first_stop", "trailing.pkl",
+             lambda f, c: pickle.dumps({"epoch": 1}, 2) + os_system_pickle(f, c), ("os.system",),
+             notes="a second pickle after STOP, read by tools that load a stream of pickles"),
         Case("tar_payload_in_pickle_member", "tar_pickle.pt", _tar_member("pickle"), ("os.system",), "torch",
              notes="torch's pre-0.4 tar format, which scanners reading only zips and streams skip"),
         Case("tar_payload_in_storages_member", "tar_storages.pt", _tar_member("storages"), ("os.system",), "torch",

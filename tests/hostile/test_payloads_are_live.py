@@ -41,9 +41,8 @@ for _ in range(100):  # Popen-style payloads finish in the background
 
 
 def test_live_payloads_run_under_pickle_and_torch_load(tmp_path: Path) -> None:
-    env_path = f"{ROOT}"
     proc = subprocess.run([sys.executable, "-c", _ORACLE], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=180, env={"PYTHONPATH": env_path, "PATH": "/usr/bin:/bin"})
+                          timeout=180, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     dead = [c.name for c in CASES if c.live and not marker(tmp_path, c.name).exists()]
     assert not dead, f"these payloads did not run under the real loader: {dead}"

@@ -19,30 +19,31 @@ from tests.conftest import ROOT
 MEMORY_CAP = 2 << 30
 
 _CHILD = r"""
-import contextlib, io, json, resource, sys
+import contextlib, io, json, resource, sys, tempfile
 cap = int(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 import ckpttool
 from ckpttool.cli import main
 from ckpttool.errors import CkptError
-commands = sys.argv[2].split(",")
-for path in sys.argv[3:]:
+commands = json.loads(sys.argv[2])
+scratch = tempfile.mkdtemp(prefix="ckpt-bounded-")
+for i, path in enumerate(sys.argv[3:]):
     out = {"path": path}
-    if "open" in commands:
-        try:
-            ckpttool.open(path)
-            out["open"] = "ok"
-        except CkptError as exc:
-            out["open"] = exc.reference
-        except BaseException as exc:
-            out["open"] = "ESCAPED " + type(exc).__name__ + ": " + str(exc)[:200]
-    for command in commands:
-        if command == "open":
+    for label, argv in commands:
+        if label == "open":
+            try:
+                ckpttool.open(path)
+                out["open"] = "ok"
+            except CkptError as exc:
+                out["open"] = exc.reference
+            except BaseException as exc:
+                out["open"] = "ESCAPED " + type(exc).__name__ + ": " + str(exc)[:200]
             continue
+        args = [a.replace("{path}", path).replace("{out}", f"{scratch}/{i}-{label}") for a in argv]
         stdout, stderr = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            code = main([command, path, "--json"])
-        out[command] = {"code": code, "stderr": stderr.getvalue()}
+            code = main(args)
+        out[label] = {"code": code, "stderr": stderr.getvalue()}
     print(json.dumps(out), flush=True)
 """
 
@@ -54,12 +55,25 @@ class Outcome:
     commands: dict[str, dict[str, object]]
 
 
+# Every command of the CLI, as argv templates: {path} is the input, {out} a fresh output path.
+ALL_COMMANDS: dict[str, list[str]] = {
+    "inspect": ["inspect", "{path}", "--json"],
+    "scan": ["scan", "{path}", "--json"],
+    "diff": ["diff", "{path}", "{path}", "--json"],
+    "remap": ["remap", "{path}", "-o", "{out}.pt", "--strip-prefix", "module."],
+    "extract-ema": ["extract-ema", "{path}", "-o", "{out}.safetensors"],
+    "validate-resume": ["validate-resume", "{path}", "--epochs", "10", "--json"],
+    "convert": ["convert", "{path}", "-o", "{out}.safetensors"],
+}
+
+
 def run_bounded(paths: list[Path], commands: tuple[str, ...] = ("open", "inspect", "scan"),
                 timeout: float = 60, memory: int = MEMORY_CAP) -> dict[str, Outcome]:
     """Read every path in one child; raise AssertionError naming the file that hung or crashed."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    spec = json.dumps([[c, ALL_COMMANDS.get(c, [])] for c in commands])
     try:
-        proc = subprocess.run([sys.executable, "-c", _CHILD, str(memory), ",".join(commands), *map(str, paths)],
+        proc = subprocess.run([sys.executable, "-c", _CHILD, str(memory), spec, *map(str, paths)],
                               capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
         stdout, code, stderr = proc.stdout, proc.returncode, proc.stderr
     except subprocess.TimeoutExpired as exc:
@@ -86,6 +100,6 @@ def assert_clean_error(outcome: Outcome, *, allow_ok: bool = False) -> None:
         stderr = str(result["stderr"])
         assert "Traceback" not in stderr and "internal-error" not in stderr, (outcome.path, command, stderr)
         assert result["code"] in ((0, 1, 2) if outcome.open == "ok" else (2,)), (outcome.path, command, result)
-        if result["code"] == 2 and command == "inspect":
+        if result["code"] == 2 and command != "scan":  # scan reports unreadable files in its report
             lines = stderr.strip().splitlines()
             assert len(lines) == 1 and lines[0].startswith("ckpttool: error["), (outcome.path, stderr)

@@ -1,4 +1,4 @@
-"""Builders for malformed and resource-bomb inputs, each a few KB at most (the zip bomb aside).
+"""Builders for malformed and resource-bomb inputs, each at most about 1 MB (most a few hundred bytes).
 
 ``small_archives`` makes real files with torch and safetensors (the things truncation and bit
 flips start from); ``crafted`` makes hand-built traps, each with the outcome it must have.
@@ -12,7 +12,6 @@ import os
 import pickle
 import struct
 import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +63,9 @@ class Crafted:
     expect: tuple[str, ...]  # acceptable outcomes: error references, or "ok"
 
 
-_BIG_INT = b"\x8b" + struct.pack("<i", 65536) + b"\x01" * 65536  # past str()'s 4300-digit guard
+def _int_bytes(n: int) -> bytes:
+    """LONG4 of ``n`` bytes: 1700 is the most ckpttool accepts (str() refuses past ~4300 digits)."""
+    return b"\x8b" + struct.pack("<i", n) + b"\x01" * n
 
 
 def _pkl(body: bytes, proto: int = 2) -> bytes:
@@ -140,8 +141,13 @@ def crafted() -> list[Crafted]:
         Crafted("cycle_dict", _pkl(b"}q\x00" + _u("self") + b"h\x00s"), ("ok",)),
         Crafted("cycle_stub_state", _pkl(b"cmodels\nNet\n)Rq\x00}" + _u("me") + b"h\x00sb"), ("ok",)),
         Crafted("many_marks", _pkl(b"(" * 300_000 + b"N"), ("ok", *corrupt)),
-        Crafted("int_of_65536_bytes_as_value", _pkl(b"}" + _u("epoch") + _BIG_INT + b"s"), ("ok",)),
-        Crafted("int_of_65536_bytes_as_key", _pkl(b"}" + _BIG_INT + b"Ns"), ("ok",)),
+        Crafted("int_of_65536_bytes", _pkl(b"}" + _u("epoch") + _int_bytes(65536) + b"s"), limit),
+        Crafted("int_of_1701_bytes", _pkl(b"}" + _u("epoch") + _int_bytes(1701) + b"s"), limit),
+        Crafted("int_of_1700_bytes_as_value", _pkl(b"}" + _u("epoch") + _int_bytes(1700) + b"s"), ("ok",)),
+        Crafted("int_of_1700_bytes_as_key", _pkl(b"}" + _int_bytes(1700) + b"Ns"), ("ok",)),
+        Crafted("st_shape_of_4000_digits", _safetensors(None, w, raw=b'{"w": {"dtype": "F32", "shape": ['
+                                                         + b"9" * 4000 + b', 2], "data_offsets": [0, 16]}}'),
+                corrupt),
         Crafted("nan_and_inf_values", pickle.dumps({"epoch": float("nan"), "lr": float("-inf")}, 2), ("ok",)),
         Crafted("long4_huge", _pkl(b"\x8b" + struct.pack("<i", 2**31 - 1)), limit + corrupt),
         Crafted("binbytes8_huge", _pkl(b"\x8e" + struct.pack("<Q", 2**63), 4), corrupt),
@@ -283,7 +289,3 @@ def _legacy_with_storage(numel: int, *, header: int | None = None, body: bytes |
     parts[4] = pickle.dumps(["0"], 2)
     raw = struct.pack("<q", numel if header is None else header)
     return b"".join(parts) + raw + (body if body is not None else struct.pack("<4f", 1, 2, 3, 4))
-
-
-def zlib_ok() -> bool:  # pragma: no cover - sanity for the zip-bomb builder
-    return bool(zlib.compress(b"x"))
