@@ -167,10 +167,10 @@ class GlobalRef:
 
     module: str
     name: str
+    fullname: str = field(init=False, compare=False)
 
-    @property
-    def fullname(self) -> str:
-        return f"{self.module}.{self.name}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fullname", f"{self.module}.{self.name}")  # looked up on every call
 
     def __repr__(self) -> str:
         return f"<global {self.fullname}>"

@@ -30,11 +30,17 @@ def dtype_of_global(ref: Any) -> str | None:
 
 
 def _ints(value: Any, what: str) -> tuple[int, ...]:
-    if not isinstance(value, tuple | list) or not all(type(v) is int for v in value):
-        raise CorruptPickle(f"tensor {what} must be a tuple of integers")
+    """Sizes or strides: at most 64 non-negative Python ints."""
+    if type(value) is not tuple:
+        if not isinstance(value, tuple | list):
+            raise CorruptPickle(f"tensor {what} must be a tuple of integers")
+        value = tuple(value)
     if len(value) > 64:
         raise CorruptPickle(f"tensor has {len(value)} dimensions")
-    return tuple(value)
+    for v in value:
+        if type(v) is not int or v < 0:
+            raise CorruptPickle(f"tensor {what} must be non-negative integers")
+    return value
 
 
 def _tensor(storage: Any, offset: Any, size: Any, stride: Any, dtype: str | None = None,
@@ -44,8 +50,6 @@ def _tensor(storage: Any, offset: Any, size: Any, stride: Any, dtype: str | None
     shape, strides = _ints(size, "size"), _ints(stride, "stride")
     if type(offset) is not int or offset < 0 or len(shape) != len(strides):
         raise CorruptPickle("tensor offset or stride is invalid")
-    if any(s < 0 for s in shape) or any(s < 0 for s in strides):
-        raise CorruptPickle("tensor has a negative size or stride")
     dtype = dtype or storage.dtype
     d = by_name(dtype)
     if d is None:
@@ -54,7 +58,9 @@ def _tensor(storage: Any, offset: Any, size: Any, stride: Any, dtype: str | None
     for s in shape:
         numel *= s
     if numel:
-        last = offset + sum((n - 1) * st for n, st in zip(shape, strides))
+        last = offset
+        for n, st in zip(shape, strides):
+            last += (n - 1) * st
         if (last + 1) * d.itemsize > storage.nbytes:
             raise CorruptPickle(
                 f"a tensor view of {shape} reaches byte {(last + 1) * d.itemsize} of a "

@@ -238,6 +238,10 @@ class SafeUnpickler:
                 self.stack = []
                 self.pos = pos + 1
                 continue
+            if op == 0x89 or op == 0x88 or op == 0x29 or op == 0x4E:  # NEWFALSE NEWTRUE EMPTY_TUPLE NONE
+                self.stack.append(_CONSTANTS[op])
+                self.pos = pos + 1
+                continue
             self.pos = pos + 1
             handler = table[op]
             if handler is None:
@@ -670,6 +674,7 @@ _OPS: dict[bytes, Callable[[SafeUnpickler], Any]] = {
     b"\x84": lambda self: self.op_ext(4),
     b"P": SafeUnpickler.op_persid, b"Q": SafeUnpickler.op_binpersid,
 }
+_CONSTANTS = {0x89: False, 0x88: True, 0x29: (), 0x4E: None}
 _TABLE: list[Callable[[SafeUnpickler], Any] | None] = [None] * 256
 for _code, _handler in _OPS.items():
     _TABLE[_code[0]] = _handler
