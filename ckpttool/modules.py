@@ -14,7 +14,16 @@ from ckpttool.errors import ResourceLimit
 from ckpttool.model import StateDict, Stub, TensorRef
 from ckpttool.tree import MAX_DEPTH
 
-__all__ = ["module_state_dict", "is_module", "ScriptClassInfo"]
+__all__ = ["module_state_dict", "is_module", "ScriptClassInfo", "BUFFER_LEAVES", "is_buffer_name"]
+
+# Leaf names of the buffers torch's own norm layers register: when a layout does not record which
+# keys are parameters, these are the ones known to be buffers.
+BUFFER_LEAVES = frozenset({"running_mean", "running_var", "num_batches_tracked"})
+
+
+def is_buffer_name(key: str) -> bool:
+    """True for ``...bn.running_mean`` and friends: buffers by name, whatever the layout says."""
+    return key.rpartition(".")[2] in BUFFER_LEAVES
 
 # class qualname -> (parameter names, buffer names), parsed from a TorchScript archive's code/.
 ScriptClassInfo = dict[str, tuple[list[str], list[str]]]

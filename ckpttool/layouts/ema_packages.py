@@ -20,13 +20,12 @@ from typing import Any
 from ckpttool.dtypes import is_floating
 from ckpttool.layouts.base import Layout, as_state_dict, section, strip_prefix
 from ckpttool.model import StateDict, TensorRef
+from ckpttool.modules import is_buffer_name
 from ckpttool.tensors import scalar_value
 
-__all__ = ["EmaMatch", "match_ema", "ema_pytorch_file", "positional_map", "align_to_model", "BUFFER_NAMES", "recognise"]
+__all__ = ["EmaMatch", "match_ema", "ema_pytorch_file", "positional_map", "align_to_model", "recognise"]
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_orig_mod.module.", "module._orig_mod.")
-# Leaf names that are buffers in torch's own modules: never parameters, so never in shadow_params.
-BUFFER_NAMES = ("running_mean", "running_var", "num_batches_tracked")
 _MAX_ALIGN_CELLS = 20_000_000
 
 
@@ -144,7 +143,7 @@ def _parameter_keys(model: StateDict) -> list[str]:
     if model.parameters is not None:
         return [k for k in model if k in model.parameters]
     return [k for k, t in model.tensors.items()
-            if is_floating(t.dtype) and k.rsplit(".", 1)[-1] not in BUFFER_NAMES]
+            if is_floating(t.dtype) and not is_buffer_name(k)]
 
 
 def positional_map(shadow: list[TensorRef], model: StateDict) -> tuple[dict[str, TensorRef], list[str], str]:

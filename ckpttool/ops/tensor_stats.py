@@ -7,6 +7,7 @@ from typing import Any
 
 from ckpttool.dtypes import by_name
 from ckpttool.model import TensorRef
+from ckpttool.numeric import widen
 from ckpttool.tensors import raw_numpy_dtype
 
 __all__ = ["tensor_stats", "as_float64"]
@@ -15,16 +16,11 @@ _CHUNK_ELEMENTS = 1 << 22
 
 
 def as_float64(raw: Any, dtype: str) -> Any:
-    """Raw element values (as ``TensorRef.to_numpy`` gives them) widened to float64, exactly."""
+    """Raw element values widened to float64 exactly; complex values by their magnitude."""
     import numpy as np
 
-    if dtype == "bfloat16" or dtype.startswith("float8"):
-        import ml_dtypes
-
-        return raw.view(getattr(ml_dtypes, dtype)).astype(np.float64)
-    if dtype.startswith("complex"):
-        return np.abs(raw.astype(np.complex128))
-    return raw.astype(np.float64)
+    wide = widen(raw, dtype)
+    return np.abs(wide) if wide.dtype.kind == "c" else wide
 
 
 def tensor_stats(t: TensorRef) -> dict[str, Any]:

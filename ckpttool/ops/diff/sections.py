@@ -14,12 +14,12 @@ from typing import Any
 
 from ckpttool.errors import SectionNotFound
 from ckpttool.model import SECTION_KINDS, Checkpoint, StateDict, TensorRef
+from ckpttool.modules import is_buffer_name
 from ckpttool.ops.diff.meta import split_tree
 
-__all__ = ["SideView", "view_of", "section_names", "kind_of", "BUFFER_NAMES", "SECTION_CHOICES"]
+__all__ = ["SideView", "view_of", "section_names", "kind_of", "SECTION_CHOICES"]
 
 SECTION_CHOICES = ("model", "ema", "optimizer", "scheduler", "scaler", "meta", "all")
-BUFFER_NAMES = frozenset({"running_mean", "running_var", "num_batches_tracked"})
 _STATE_DICT_SECTIONS = ("model", "ema")
 
 
@@ -89,4 +89,4 @@ def kind_of(key_a: str | None, key_b: str | None, a: SideView, b: SideView) -> t
             if kind is not None:
                 return kind, True
     key = key_a if key_a is not None else key_b or ""
-    return ("buffer" if key.rsplit(".", 1)[-1] in BUFFER_NAMES else "parameter"), False
+    return ("buffer" if is_buffer_name(key) else "parameter"), False

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ckpttool.dtypes import is_floating
-from ckpttool.layouts.ema_packages import BUFFER_NAMES
 from ckpttool.model import StateDict, TensorRef
+from ckpttool.modules import is_buffer_name
 
 __all__ = ["Coverage", "assemble"]
 
@@ -42,7 +42,7 @@ def _is_parameter(model: StateDict, key: str) -> bool:
     kind = model.kind_of(key)
     if kind is not None:
         return kind == "parameter"
-    return is_floating(model[key].dtype) and key.rsplit(".", 1)[-1] not in BUFFER_NAMES
+    return is_floating(model[key].dtype) and not is_buffer_name(key)
 
 
 def assemble(ema: StateDict, model: StateDict | None, scope: str = "") -> tuple[dict[str, TensorRef], Coverage]:

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ckpttool.model import Finding, StateDict, TensorRef
+from ckpttool.modules import is_buffer_name
 
 __all__ = ["OptimizerRemap", "parameter_keys", "remap_optimizer", "infer_ids"]
 
-_BUFFER_LEAVES = ("running_mean", "running_var", "num_batches_tracked")
 
 
 @dataclass
@@ -45,7 +45,7 @@ def parameter_keys(sd: StateDict) -> tuple[list[str], bool]:
     seen: set[tuple[int, int, tuple[int, ...], tuple[int, ...]]] = set()
     out: list[str] = []
     for key, t in sd.items():
-        if guessed and key.rpartition(".")[2] in _BUFFER_LEAVES:
+        if guessed and is_buffer_name(key):
             continue
         if not guessed and key not in sd.parameters:  # type: ignore[operator]
             continue

@@ -14,6 +14,7 @@ from collections import Counter
 from typing import Any
 
 from ckpttool.model import StateDict, TensorRef
+from ckpttool.modules import is_buffer_name
 from ckpttool.ops.resume.context import ResumeContext
 from ckpttool.ops.resume.plan import LRPlan
 from ckpttool.ops.resume.result import Check, ResumeOptions
@@ -167,8 +168,7 @@ def _param_keys(model: StateDict | None) -> list[str] | None:
         return None
     if model.parameters is not None:
         return [k for k in model if k in model.parameters]
-    buffers = ("running_mean", "running_var", "num_batches_tracked")
-    return [k for k, t in model.tensors.items() if not k.endswith(buffers) and t.dtype.startswith(("float", "bfloat"))]
+    return [k for k, t in model.tensors.items() if not is_buffer_name(k) and t.dtype.startswith(("float", "bfloat"))]
 
 
 def _ids(group: dict[str, Any]) -> list[Any]:
