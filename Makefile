@@ -48,7 +48,7 @@ test: setup
 	$(PY) -m pytest
 
 lint: setup
-	$(VENV)/bin/ruff check ckpttool tests bench
+	$(VENV)/bin/ruff check ckpttool tests bench fixtures fuzz
 
 bench: setup
 	$(PY) bench/inspect_bench.py

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ckpttool_cmd, make_checkpoint, timed  # noqa: E402
+from common import ckpttool_cmd, make_checkpoint, timed
 
 TORCH_BASELINE = ("import sys, torch; sd = torch.load(sys.argv[1], mmap=True, weights_only=True); "
                   "print(len(sd))")
