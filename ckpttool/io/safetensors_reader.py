@@ -15,6 +15,7 @@ from typing import Any
 
 from ckpttool.dtypes import by_safetensors
 from ckpttool.errors import ResourceLimit, TruncatedFile, UnreadableCheckpoint
+from ckpttool.io.aliases import restore
 from ckpttool.io.source import FileSource
 from ckpttool.model import PickledDict, Storage, TensorRef
 
@@ -112,4 +113,7 @@ def read_safetensors(path: Path, file: FileSource) -> tuple[PickledDict, dict[st
     if expected != file.size:
         raise UnreadableCheckpoint(
             f"safetensors data ends at byte {expected} but the file has {file.size}", path=path)
-    return PickledDict(dict(ordered), ordered=True), metadata
+    # A file ckpttool wrote stored each tied tensor once; its tied names and views come back here,
+    # so inspect and diff see the state_dict that was converted.
+    restored, _ = restore(dict(ordered), metadata)
+    return PickledDict(restored, ordered=True), metadata

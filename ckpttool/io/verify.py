@@ -8,12 +8,14 @@ keys, plain values must be equal, and safetensors metadata must be present as wr
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ckpttool.errors import CkptError, VerificationFailed
+from ckpttool.io.aliases import ALIASES_KEY, VIEWS_KEY
 from ckpttool.io.pickle_writer import Expected
 from ckpttool.io.torch_writer import Written
 from ckpttool.model import Storage, TensorRef
@@ -95,8 +97,25 @@ def _verify_torch(tree: Any, written: Written) -> None:
             raise VerificationFailed(f"storage {key} read back with different bytes")
 
 
+def _recorded_names(metadata: dict[str, str]) -> set[str]:
+    """The tied names and views the metadata records (the reader puts them back beside the rest)."""
+    names: set[str] = set()
+    for key in (ALIASES_KEY, VIEWS_KEY):
+        try:
+            value = json.loads(metadata.get(key) or "{}")
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            names |= {k for k in value if isinstance(k, str)}
+    return names
+
+
 def _verify_safetensors(tree: Any, metadata: dict[str, str], written: Written) -> None:
-    if not isinstance(tree, dict) or list(tree) != list(written.sources):
+    if not isinstance(tree, dict):
+        raise VerificationFailed("the tensors read back are not the ones written")
+    stored = [k for k in tree if k in written.sources]
+    restored = set(tree) - set(written.sources)
+    if set(stored) != set(written.sources) or not restored <= _recorded_names(metadata):
         raise VerificationFailed("the tensors read back are not the ones written")
     for key, meant in written.sources.items():
         got = tree[key]

@@ -80,3 +80,15 @@ def test_accelerate_state_folder_sanitized(tmp_path: Path) -> None:
     assert got["rng_state"]["numpy_random_seed"][1] == ref["numpy_random_seed"][1].tolist()
     want = load_file(folder / "model.safetensors")
     assert all(torch.equal(got["model"][k], v) for k, v in want.items())
+
+
+def test_tied_safetensors_diff_equal_to_its_source(tmp_path: Path) -> None:
+    """A converted file with tied weights reads back with its tied names: diff calls it equal."""
+    from ckpttool.cli import main
+
+    source = GPU / "hf_tied_state_dict.pt"
+    out = tmp_path / "tied.safetensors"
+    assert main(["convert", str(source), "-o", str(out)]) == 0
+    sd = ckpttool.open(out).state_dict()
+    assert sd["cls.predictions.decoder.weight"].storage is sd["bert.embeddings.word_embeddings.weight"].storage
+    assert main(["diff", str(source), str(out), "--json"]) == 0
