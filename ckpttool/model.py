@@ -6,7 +6,6 @@ Data only: nothing here opens files by itself. A ``TensorRef`` reads its bytes t
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,6 +137,8 @@ class TensorRef:
 
     def digest(self) -> str:
         """sha256 of the tensor's C-order bytes, streamed chunk by chunk."""
+        import hashlib  # not at module import: OpenSSL's start-up is a large share of inspect's time
+
         h = hashlib.sha256()
         for piece in self.chunks():
             h.update(piece)
