@@ -365,3 +365,18 @@ def test_strip_prefix_works_on_whole_components(capsys, tmp_path):
     for prefix in ("model", "model."):
         rc, data = run_json(capsys, a, b, "--strip-prefix", prefix)
         assert rc == 0 and sorted(data["identical"]) == ["modelx.w", "w"]
+
+
+def test_ema_only_file_compares_its_ema_as_the_model(tmp_path) -> None:
+    """An AveragedModel file has no raw model: its averaged weights are what the default section compares."""
+    import torch
+
+    from ckpttool.cli import main
+
+    averaged = FIXTURES / "model1_averaged_ema.pt"
+    raw = {k.removeprefix("module."): v for k, v in torch.load(averaged, weights_only=True).items()
+           if k != "n_averaged"}
+    same = tmp_path / "same.pt"
+    torch.save(raw, same)
+    assert main(["diff", str(averaged), str(same)]) == 0
+    assert main(["diff", str(averaged), str(FIXTURES / "model1_state_dict.pt")]) == 1

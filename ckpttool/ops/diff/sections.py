@@ -47,6 +47,12 @@ def view_of(ckpt: Checkpoint, name: str, *, required: bool = True) -> SideView:
         tensors, plain = split_tree(ckpt.tree)
         return SideView(source="<whole file>", tensors=tensors, plain=_drop_tensors(plain, tensors), aligns=True)
     section = ckpt.sections.get(name)
+    if section is None and name == "model" and "ema" in ckpt.sections:
+        # A file that holds only averaged weights (AveragedModel, an extracted EMA): its weights are
+        # the model to compare; the source says so in the report.
+        section = ckpt.sections["ema"]
+        section = type(section)(kind="model", source=f"ema {section.source}".strip(), value=section.value,
+                                state_dict=section.state_dict)
     if section is None:
         if required:
             have = ", ".join(k for k in ckpt.sections if k != "meta") or "none"
