@@ -292,7 +292,8 @@ class _Emitter:
         where = _show(path) if path is not None else "a dict key or attribute"
         if isinstance(obj, Stub):
             raise OutputRefused(f"{where} is a pickled {obj.qualname} object, which torch.load(weights_only=True) "
-                                "refuses", hint="convert modules to state_dicts first (convert --sanitize)")
+                                "refuses",
+                                hint="ckpttool convert --sanitize writes such objects as plain data")
         if isinstance(obj, GlobalRef):
             raise OutputRefused(f"{where} is a reference to {obj.fullname}, which weights_only loading refuses",
                                 hint="convert --sanitize drops or converts such values")
