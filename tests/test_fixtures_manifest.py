@@ -22,7 +22,7 @@ FILES = MANIFEST["files"]
 # Files in fixtures/ that are not fixtures.
 NON_FIXTURE_FILES = {
     "__init__.py", "make_fixtures.py", "reference_models.py", "MANIFEST.json", "README.md",
-    "requirements-fixtures.txt", "make_gpu_fixtures.py", "model1_to_model2.toml",
+    "requirements-fixtures.txt", "make_gpu_fixtures.py", "model1_to_model2.toml", "make_ultralytics_fixture.py",
 }
 MAX_FILE_BYTES = 1 << 20
 MAX_TOTAL_BYTES = 8 << 20
@@ -158,4 +158,4 @@ def test_gpu_fixture_matches_its_manifest(name):
 def test_no_undeclared_gpu_fixture_files():
     present = {str(p.relative_to(GPU)) for p in GPU.rglob("*") if p.is_file()}
     assert present - {"MANIFEST.json", "GENERATION.log"} == set(GPU_MANIFEST["files"])
-    assert sum(e["bytes"] for e in GPU_MANIFEST["files"].values()) <= 4 << 20
+    assert sum(e["bytes"] for e in GPU_MANIFEST["files"].values()) <= 8 << 20

@@ -14,6 +14,7 @@ from typing import Any
 
 from ckpttool.dtypes import by_name
 from ckpttool.errors import OutputRefused
+from ckpttool.io.aliases import ALIASES_KEY, ORDER_KEY, VIEWS_KEY, alias_metadata, dedupe
 from ckpttool.io.tensor_input import TensorAdapter, is_torch_tensor
 from ckpttool.io.torch_writer import Written
 from ckpttool.io.zip_writer import Sink
@@ -45,9 +46,27 @@ def safetensors_layout(tensors: Mapping[str, Any]) -> dict[str, TensorRef]:
     return {k: refs[k] for k in order}
 
 
+def _stored_once(refs: dict[str, TensorRef], order: list[str], metadata: dict[str, str] | None
+                 ) -> tuple[dict[str, TensorRef], dict[str, str] | None]:
+    """Tied tensors and views written once, the caller's key order kept, both recorded in the metadata.
+
+    safetensors can hold neither sharing nor an order of its own; the reader (``aliases.restore``)
+    puts the tied names, views and order back. A caller that recorded them already (convert does,
+    to report them) is left alone.
+    """
+    if metadata and metadata.keys() & {ALIASES_KEY, VIEWS_KEY, ORDER_KEY}:
+        return refs, metadata
+    deduped = dedupe({k: refs[k] for k in order})
+    unique = {k: deduped.tensors[k] for k in refs if k in deduped.tensors}  # file order
+    extra = alias_metadata(order, list(unique), deduped)
+    if not extra:
+        return refs, metadata
+    return unique, {**(metadata or {}), **extra}
+
+
 def write_safetensors(tensors: Mapping[str, Any], sink: Sink, metadata: dict[str, str] | None) -> Written:
     """Write the flat ``tensors`` mapping and ``metadata`` to ``sink`` as one safetensors file."""
-    refs = safetensors_layout(tensors)
+    refs, metadata = _stored_once(safetensors_layout(tensors), list(tensors), metadata)
     header: dict[str, Any] = {}
     if metadata:
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import os
 import zipfile
 from pathlib import Path
@@ -106,7 +107,21 @@ def test_safetensors_output(tmp_path: Path) -> None:
     for key, value in tensors.items():
         assert torch.equal(loaded[key].view(torch.uint8), value.contiguous().view(torch.uint8)) \
             if value.dtype.itemsize == 1 else torch.equal(loaded[key], value)
-    assert ckpttool.open(out).members["__metadata__"] == {"format": "pt", "epoch": "3"}
+    metadata = ckpttool.open(out).members["__metadata__"]
+    assert {k: metadata[k] for k in ("format", "epoch")} == {"format": "pt", "epoch": "3"}
+    # safetensors sorts its data; the caller's key order is recorded and given back by the reader
+    assert json.loads(metadata["ckpttool.order"]) == list(tensors)
+    assert list(ckpttool.open(out).state_dict()) == list(tensors)
+
+
+def test_safetensors_stores_tied_tensors_once(tmp_path: Path) -> None:
+    shared = torch.randn(4, 3)
+    out = tmp_path / "tied.safetensors"
+    result = write_checkpoint({"embed.weight": shared, "head.weight": shared}, out)
+    assert result.tensors == 1 and list(load_file(out)) == ["embed.weight"]
+    sd = ckpttool.open(out).state_dict()
+    assert list(sd) == ["embed.weight", "head.weight"]
+    assert sd["head.weight"].storage is sd["embed.weight"].storage
 
 
 def test_safetensors_refuses_non_tensors_and_unsupported_dtypes(tmp_path: Path) -> None:
