@@ -17,7 +17,6 @@ Nothing here imports torch or numpy.
 from __future__ import annotations
 
 import _compat_pickle
-import codecs
 import struct
 from collections import Counter
 from collections.abc import Callable
@@ -26,17 +25,15 @@ from typing import Any
 
 from ckpttool.errors import CorruptPickle, ResourceLimit, TruncatedFile
 from ckpttool.io.globals_policy import GlobalKind, classify
+from ckpttool.io.pickle_ops import HANDLERS, PUSHED_CONSTANTS, Opcodes
 from ckpttool.io.rebuild import call_global
-from ckpttool.model import GlobalRef, PickledDict, Stub
+from ckpttool.model import GlobalRef, Stub
 
 __all__ = ["PickleResult", "SafeUnpickler", "MAX_TUPLE_DEPTH"]
 
 MAX_TUPLE_DEPTH = 256
-MAX_INT_BYTES = 1700  # 13 600 bits: about 4100 decimal digits, under str()'s 4300-digit limit
-_MARK = object()
 # Allow-listed calls whose first argument's elements get hashed (set members, OrderedDict pairs).
 _HASHING_CALLS = frozenset({"set", "frozenset", "OrderedDict"})
-
 
 @dataclass
 class PickleResult:
@@ -48,11 +45,9 @@ class PickleResult:
     kinds: dict[tuple[str, str], GlobalKind] = field(default_factory=dict)
     anomalies: list[str] = field(default_factory=list)
 
-
 PersistentLoad = Callable[[Any], Any]
 
-
-class SafeUnpickler:
+class SafeUnpickler(Opcodes):
     """Unpickle one pickle from ``data`` starting at ``start``.
 
     Args:
@@ -200,7 +195,7 @@ class SafeUnpickler:
     # ----- main loop ------------------------------------------------------------
     def load(self) -> PickleResult:
         """Run the VM to STOP and return the value with what was learned on the way."""
-        table = [None if h is None else h.__get__(self) for h in _TABLE]
+        table = [None if h is None else h.__get__(self) for h in HANDLERS]
         data = self.data
         size = len(data)
         memo = self.memo
@@ -239,7 +234,7 @@ class SafeUnpickler:
                 self.pos = pos + 1
                 continue
             if op == 0x89 or op == 0x88 or op == 0x29 or op == 0x4E:  # NEWFALSE NEWTRUE EMPTY_TUPLE NONE
-                self.stack.append(_CONSTANTS[op])
+                self.stack.append(PUSHED_CONSTANTS[op])
                 self.pos = pos + 1
                 continue
             self.pos = pos + 1
@@ -252,225 +247,17 @@ class SafeUnpickler:
         self.result.end = self.pos
         return self.result
 
-    # Each handler returns True only for STOP.
-    def op_proto(self) -> None:
-        proto = self._take(1)[0]
-        if proto > 5:
-            raise CorruptPickle(f"unsupported pickle protocol {proto}")
-        self.proto = proto
-
-    def op_frame(self) -> None:
-        length = self._u("<Q", 8)
-        if self.pos + length > len(self.data):
-            raise TruncatedFile("a pickle FRAME runs past the end of the data")
-        self.frame_end = self.pos + length
-
-    def op_stop(self) -> bool:
-        return True
-
-    def op_mark(self) -> None:
-        self.metastack.append(self.stack)
-        self.stack = []
-
-    def op_pop(self) -> None:
-        if self.stack:
-            self.stack.pop()
-        else:
-            self._pop_mark()
-
-    def op_pop_mark(self) -> None:
-        self._pop_mark()
-
-    def op_dup(self) -> None:
-        self.stack.append(self._top())
-
     def _push(self, value: Any) -> None:
         self._budget -= 1
         if self._budget < 0:
             self._spend(0)
         self.stack.append(value)
 
-    def op_none(self) -> None:
-        self._push(None)
-
-    def op_newtrue(self) -> None:
-        self._push(True)
-
-    def op_newfalse(self) -> None:
-        self._push(False)
-
-    def op_int(self) -> None:
-        line = self._line()
-        if line == b"00":
-            self._push(False)
-        elif line == b"01":
-            self._push(True)
-        else:
-            self._push(_parse_int(line))
-
-    def op_binint(self) -> None:
-        self._push(self._u("<i", 4))
-
-    def op_binint1(self) -> None:
-        self._push(self._u("<B", 1))
-
-    def op_binint2(self) -> None:
-        self._push(self._u("<H", 2))
-
-    def op_long(self) -> None:
-        self._push(_parse_int(self._line().rstrip(b"L")))
-
-    def op_long1(self) -> None:
-        n = self._take(1)[0]
-        self._push(int.from_bytes(self._take(n), "little", signed=True))
-
-    def op_long4(self) -> None:
-        n = self._u("<i", 4)
-        if n > MAX_INT_BYTES:
-            # past ~4300 digits str() refuses (CPython's guard), and every report, message and key
-            # path would fail on it; no checkpoint needs an integer that large
-            raise ResourceLimit(f"an integer of {n} bytes (at most {MAX_INT_BYTES})")
-        self._push(int.from_bytes(self._take(n), "little", signed=True))
-
-    def op_float(self) -> None:
-        try:
-            self._push(float(self._line()))
-        except ValueError as exc:
-            raise CorruptPickle(f"bad FLOAT literal at byte {self.pos}") from exc
-
-    def op_binfloat(self) -> None:
-        self._push(self._u(">d", 8))
-
-    def op_string(self) -> None:
-        line = self._line()
-        if len(line) >= 2 and line[0] == line[-1] and line[:1] in (b"'", b'"'):
-            raw = codecs.escape_decode(line[1:-1])[0]
-        else:
-            raise CorruptPickle(f"bad STRING literal at byte {self.pos}")
-        self._push(_decode_py2(raw))
-
-    def op_binstring(self) -> None:
-        n = self._u("<i", 4)
-        self._push(_decode_py2(bytes(self._take(n))))
-
-    def op_short_binstring(self) -> None:
-        n = self._take(1)[0]
-        self._push(_decode_py2(bytes(self._take(n))))
-
-    def op_unicode(self) -> None:
-        self._push(self._line().decode("raw-unicode-escape"))
-
     def _utf8(self, n: int) -> None:
         try:
             self._push(str(self._take(n), "utf-8", "surrogatepass"))
         except UnicodeDecodeError as exc:
             raise CorruptPickle(f"invalid UTF-8 string at byte {self.pos}") from exc
-
-    def op_short_binunicode(self) -> None:
-        self._utf8(self._take(1)[0])
-
-    def op_binunicode(self) -> None:
-        self._utf8(self._u("<I", 4))
-
-    def op_binunicode8(self) -> None:
-        self._utf8(self._u("<Q", 8))
-
-    def op_binbytes(self) -> None:
-        self._push(bytes(self._take(self._u("<I", 4))))
-
-    def op_short_binbytes(self) -> None:
-        self._push(bytes(self._take(self._take(1)[0])))
-
-    def op_binbytes8(self) -> None:
-        self._push(bytes(self._take(self._u("<Q", 8))))
-
-    def op_bytearray8(self) -> None:
-        self._push(bytearray(self._take(self._u("<Q", 8))))
-
-    def op_buffer(self) -> None:
-        raise CorruptPickle("out-of-band pickle buffers are not allowed in a checkpoint")
-
-    def op_empty_tuple(self) -> None:
-        self._push(())
-
-    def op_tuple(self) -> None:
-        self._push(self._tuple(self._pop_mark()))
-
-    def op_tuple1(self) -> None:
-        self.stack.append(self._tuple([self._pop()]))
-
-    def op_tuple2(self) -> None:
-        b, a = self._pop(), self._pop()
-        self.stack.append(self._tuple([a, b]))
-
-    def op_tuple3(self) -> None:
-        c, b, a = self._pop(), self._pop(), self._pop()
-        self.stack.append(self._tuple([a, b, c]))
-
-    def op_empty_list(self) -> None:
-        self._push([])
-
-    def op_list(self) -> None:
-        self._push(self._pop_mark())
-
-    def op_empty_dict(self) -> None:
-        self._push(PickledDict())
-
-    def op_dict(self) -> None:
-        items = self._pop_mark()
-        if len(items) % 2:
-            raise CorruptPickle("DICT with an odd number of items")
-        self._charge_hashes(items[0::2])
-        d = PickledDict()
-        for i in range(0, len(items), 2):
-            _setitem(d, items[i], items[i + 1])
-        self._push(d)
-
-    def op_empty_set(self) -> None:
-        self._push(set())
-
-    def op_frozenset(self) -> None:
-        items = self._pop_mark()
-        self._charge_hashes(items)
-        self._push(_hashable_container(frozenset, items))
-
-    def op_append(self) -> None:
-        value = self._pop()
-        if isinstance(self._top(), set):
-            self._charge_hashes([value])
-        _append(self._top(), [value])
-
-    def op_appends(self) -> None:
-        items = self._pop_mark()
-        if isinstance(self._top(), set):
-            self._charge_hashes(items)
-        _append(self._top(), items)
-
-    def op_setitem(self) -> None:
-        value, key = self._pop(), self._pop()
-        self._charge_hashes([key])
-        _setitems(self._top(), [key, value])
-
-    def op_setitems(self) -> None:
-        items = self._pop_mark()
-        if len(items) % 2:
-            raise CorruptPickle("SETITEMS with an odd number of items")
-        self._charge_hashes(items[0::2])
-        _setitems(self._top(), items)
-
-    def op_additems(self) -> None:
-        items = self._pop_mark()
-        self._charge_hashes(items)
-        target = self._top()
-        if isinstance(target, set):
-            try:
-                target.update(items)
-            except TypeError as exc:
-                raise CorruptPickle("unhashable set member") from exc
-        elif isinstance(target, Stub):
-            target.items.extend(items)
-        else:
-            raise CorruptPickle(f"ADDITEMS on a {type(target).__name__}")
 
     # memo
     def _put(self, index: int) -> None:
@@ -486,195 +273,9 @@ class SafeUnpickler:
         except KeyError:
             raise CorruptPickle(f"memo key {index} not found at byte {self.pos}") from None
 
-    def op_put(self) -> None:
-        self._put(_parse_int(self._line()))
-
-    def op_binput(self) -> None:
-        self._put(self._u("<B", 1))
-
-    def op_long_binput(self) -> None:
-        self._put(self._u("<I", 4))
-
-    def op_memoize(self) -> None:
-        self._put(len(self.memo))
-
-    def op_get(self) -> None:
-        self._get(_parse_int(self._line()))
-
-    def op_binget(self) -> None:
-        self._get(self._u("<B", 1))
-
-    def op_long_binget(self) -> None:
-        self._get(self._u("<I", 4))
-
     # globals, calls, objects
-    def op_global(self) -> None:
-        module = self._line().decode("utf-8", "replace")
-        name = self._line().decode("utf-8", "replace")
-        self._push(self._global(module, name))
-
-    def op_stack_global(self) -> None:
-        name, module = self._pop(), self._pop()
-        self._push(self._global(module, name))
-
-    def op_reduce(self) -> None:
-        args, func = self._pop(), self._pop()
-        self.stack.append(self._call(func, args))
-
-    def op_newobj(self) -> None:
-        args, cls = self._pop(), self._pop()
-        self.stack.append(self._call(cls, args))
-
-    def op_newobj_ex(self) -> None:
-        kwargs, args, cls = self._pop(), self._pop(), self._pop()
-        self.stack.append(self._call(cls, args, kwargs if isinstance(kwargs, dict) else None))
-
-    def op_inst(self) -> None:
-        module = self._line().decode("utf-8", "replace")
-        name = self._line().decode("utf-8", "replace")
-        args = self._pop_mark()
-        cls = self._global(module, name)
-        self.stack.append(self._call(cls, tuple(args)))
-
-    def op_obj(self) -> None:
-        items = self._pop_mark()
-        if not items:
-            raise CorruptPickle("OBJ without a class")
-        self.stack.append(self._call(items[0], tuple(items[1:])))
-
-    def op_build(self) -> None:
-        state = self._pop()
-        _build(self._top(), state)
-
-    def op_ext(self, size: int) -> None:
-        code = self._u({1: "<B", 2: "<H", 4: "<i"}[size], size)
-        self.result.anomalies.append(f"extension code {code} (copyreg registry) used")
-        # pickle resolves the code through copyreg's registry to any global: name that lookup
-        key = ("copyreg", "_inverted_registry")
-        self.result.globals[key] += 1
-        self.result.kinds[key] = "dangerous"
-        self._push(Stub(f"copyreg.extension[{code}]", (), dangerous=True))
-
-    def op_persid(self) -> None:
-        pid = self._line().decode("ascii", "replace")
-        self._push(self._persistent(pid))
-
-    def op_binpersid(self) -> None:
-        self.stack.append(self._persistent(self._pop()))
 
     def _persistent(self, pid: Any) -> Any:
         if self.persistent_load is None:
             raise CorruptPickle("persistent id in a pickle that cannot have one")
         return self.persistent_load(pid)
-
-
-def _parse_int(line: bytes) -> int:
-    try:
-        return int(line)
-    except ValueError as exc:
-        raise CorruptPickle(f"bad integer literal {line[:20]!r}") from exc
-
-
-def _decode_py2(raw: bytes) -> str | bytes:
-    """Python 2 ``str`` values: decoded as torch.load does (utf-8), else kept as bytes."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw
-
-
-def _hashable_container(kind: type, items: list[Any]) -> Any:
-    try:
-        return kind(items)
-    except TypeError as exc:
-        raise CorruptPickle("unhashable member in a set") from exc
-
-
-def _setitem(target: dict[Any, Any], key: Any, value: Any) -> None:
-    try:
-        target[key] = value
-    except TypeError as exc:
-        raise CorruptPickle(f"unhashable dict key of type {type(key).__name__}") from exc
-
-
-def _setitems(target: Any, items: list[Any]) -> None:
-    if isinstance(target, dict):
-        for i in range(0, len(items), 2):
-            _setitem(target, items[i], items[i + 1])
-    elif isinstance(target, Stub):
-        for i in range(0, len(items), 2):
-            _setitem(target.entries, items[i], items[i + 1])
-    else:
-        raise CorruptPickle(f"SETITEM on a {type(target).__name__}")
-
-
-def _append(target: Any, items: list[Any]) -> None:
-    if isinstance(target, list):
-        target.extend(items)
-    elif isinstance(target, Stub):
-        target.items.extend(items)
-    elif isinstance(target, set):
-        try:
-            target.update(items)
-        except TypeError as exc:
-            raise CorruptPickle("unhashable set member") from exc
-    else:
-        raise CorruptPickle(f"APPEND on a {type(target).__name__}")
-
-
-def _build(target: Any, state: Any) -> None:
-    """BUILD: record state on stubs and dict attributes; never call ``__setstate__``."""
-    if isinstance(target, Stub):
-        if target.state is None or not isinstance(target.state, dict) or not isinstance(state, dict):
-            target.state = state
-        else:
-            target.state.update(state)
-    elif isinstance(target, PickledDict):
-        if isinstance(state, tuple) and len(state) == 2:
-            state = state[0]
-        if isinstance(state, dict):
-            target.attrs.update({k: v for k, v in state.items() if isinstance(k, str)})
-    elif hasattr(target, "apply_state"):
-        target.apply_state(state)
-    elif state is not None and not isinstance(target, (list, set, tuple, str, bytes, int, float)):
-        raise CorruptPickle(f"BUILD on a {type(target).__name__}")
-
-
-_OPS: dict[bytes, Callable[[SafeUnpickler], Any]] = {
-    b"\x80": SafeUnpickler.op_proto, b"\x95": SafeUnpickler.op_frame, b".": SafeUnpickler.op_stop,
-    b"(": SafeUnpickler.op_mark, b"0": SafeUnpickler.op_pop, b"1": SafeUnpickler.op_pop_mark,
-    b"2": SafeUnpickler.op_dup, b"N": SafeUnpickler.op_none, b"\x88": SafeUnpickler.op_newtrue,
-    b"\x89": SafeUnpickler.op_newfalse, b"I": SafeUnpickler.op_int, b"J": SafeUnpickler.op_binint,
-    b"K": SafeUnpickler.op_binint1, b"M": SafeUnpickler.op_binint2, b"L": SafeUnpickler.op_long,
-    b"\x8a": SafeUnpickler.op_long1, b"\x8b": SafeUnpickler.op_long4,
-    b"F": SafeUnpickler.op_float, b"G": SafeUnpickler.op_binfloat,
-    b"S": SafeUnpickler.op_string, b"T": SafeUnpickler.op_binstring,
-    b"U": SafeUnpickler.op_short_binstring, b"V": SafeUnpickler.op_unicode,
-    b"\x8c": SafeUnpickler.op_short_binunicode, b"X": SafeUnpickler.op_binunicode,
-    b"\x8d": SafeUnpickler.op_binunicode8, b"B": SafeUnpickler.op_binbytes,
-    b"C": SafeUnpickler.op_short_binbytes, b"\x8e": SafeUnpickler.op_binbytes8,
-    b"\x96": SafeUnpickler.op_bytearray8, b"\x97": SafeUnpickler.op_buffer,
-    b"\x98": SafeUnpickler.op_buffer,
-    b")": SafeUnpickler.op_empty_tuple, b"t": SafeUnpickler.op_tuple,
-    b"\x85": SafeUnpickler.op_tuple1, b"\x86": SafeUnpickler.op_tuple2,
-    b"\x87": SafeUnpickler.op_tuple3, b"]": SafeUnpickler.op_empty_list,
-    b"l": SafeUnpickler.op_list, b"}": SafeUnpickler.op_empty_dict, b"d": SafeUnpickler.op_dict,
-    b"\x8f": SafeUnpickler.op_empty_set, b"\x91": SafeUnpickler.op_frozenset,
-    b"a": SafeUnpickler.op_append, b"e": SafeUnpickler.op_appends,
-    b"s": SafeUnpickler.op_setitem, b"u": SafeUnpickler.op_setitems,
-    b"\x90": SafeUnpickler.op_additems,
-    b"p": SafeUnpickler.op_put, b"q": SafeUnpickler.op_binput, b"r": SafeUnpickler.op_long_binput,
-    b"\x94": SafeUnpickler.op_memoize, b"g": SafeUnpickler.op_get, b"h": SafeUnpickler.op_binget,
-    b"j": SafeUnpickler.op_long_binget,
-    b"c": SafeUnpickler.op_global, b"\x93": SafeUnpickler.op_stack_global,
-    b"R": SafeUnpickler.op_reduce, b"\x81": SafeUnpickler.op_newobj,
-    b"\x92": SafeUnpickler.op_newobj_ex, b"i": SafeUnpickler.op_inst, b"o": SafeUnpickler.op_obj,
-    b"b": SafeUnpickler.op_build,
-    b"\x82": lambda self: self.op_ext(1), b"\x83": lambda self: self.op_ext(2),
-    b"\x84": lambda self: self.op_ext(4),
-    b"P": SafeUnpickler.op_persid, b"Q": SafeUnpickler.op_binpersid,
-}
-_CONSTANTS = {0x89: False, 0x88: True, 0x29: (), 0x4E: None}
-_TABLE: list[Callable[[SafeUnpickler], Any] | None] = [None] * 256
-for _code, _handler in _OPS.items():
-    _TABLE[_code[0]] = _handler
