@@ -172,9 +172,6 @@ class SafeUnpickler(Opcodes):
             self.result.kinds[key] = classify(module, name)
         return GlobalRef(module, name)
 
-    def _is_dangerous(self, ref: GlobalRef) -> bool:
-        return self.result.kinds.get((ref.module, ref.name)) == "dangerous"
-
     def _call(self, func: Any, args: Any, kwargs: dict[str, Any] | None = None) -> Any:
         self._spend()
         if not isinstance(args, tuple):
