@@ -23,8 +23,8 @@ import atheris
 with atheris.instrument_imports(include=["ckpttool"]):
     from ckpttool.errors import CkptError
     from ckpttool.io import _checkpoint, read_tree
-    from ckpttool.io.findings import pickle_findings
-    from ckpttool.io.pickles import run_pickle
+    from ckpttool.io.pickle.findings import pickle_findings
+    from ckpttool.io.pickle.run import run_pickle
     from ckpttool.io.source import FileSource
     from ckpttool.layouts import recognise  # noqa: F401 - instrumented for open()
 
@@ -54,7 +54,7 @@ def one_input(data: bytes) -> None:
         _check_markers()
         return
     if TARGET == "legacy":
-        from ckpttool.io.torch_legacy import LEGACY_PREFIX
+        from ckpttool.io.formats.torch_legacy import LEGACY_PREFIX
 
         data = LEGACY_PREFIX + data
     elif TARGET == "zip" and not data.startswith(b"PK"):

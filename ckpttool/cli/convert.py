@@ -45,7 +45,7 @@ def command(path: Path, output: Path, section: str | None, ema: bool, dtype: str
       ckpttool convert big.pt -o out/model.safetensors --max-shard-size 2GB
     Exit status: 0 written, 2 bad input, refused output or bad options.
     """
-    from ckpttool.io.sharded import parse_size
+    from ckpttool.io.formats.sharded import parse_size
     from ckpttool.ops.convert import ConvertOptions, convert
 
     opts = ConvertOptions(section=section, ema=ema, dtype=dtype, strip_optimizer=strip_optimizer,

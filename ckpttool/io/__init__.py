@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from ckpttool.errors import CkptError, ResourceLimit, UnreadableCheckpoint, UnsupportedFormat
-from ckpttool.io.findings import pickle_findings
-from ckpttool.io.pickles import PickleLoad, run_pickle
-from ckpttool.io.safetensors_reader import read_safetensors
-from ckpttool.io.sniff import extension_format, sniff
+from ckpttool.io.formats.safetensors import read_safetensors
+from ckpttool.io.formats.sniff import extension_format, sniff
+from ckpttool.io.pickle.findings import pickle_findings
+from ckpttool.io.pickle.run import PickleLoad, run_pickle
 from ckpttool.io.source import FileSource
 from ckpttool.model import Checkpoint, Finding
 
@@ -54,8 +54,8 @@ def _check_path(path: Path) -> int:
 
 def read_tree(path: Path, *, keep_going: bool = False) -> TreeRead:
     """Read ``path`` into an object tree. ``keep_going`` keeps partial results of bad pickles."""
-    # Multi-file checkpoints (shard indexes, DCP and HF Trainer folders): see io/folders.py.
-    from ckpttool.io.folders import read_folder
+    # Multi-file checkpoints (shard indexes, DCP and HF Trainer folders): see io/formats/folders.py.
+    from ckpttool.io.formats.folders import read_folder
 
     folder = read_folder(path)
     if folder is not None:
@@ -71,14 +71,14 @@ def read_tree(path: Path, *, keep_going: bool = False) -> TreeRead:
                             [f"{size - load.end} bytes follow the pickle's STOP"] if load.end < size else [])
         fmt = "torch-legacy"  # torch.load reads a stream whose first pickle is the magic number as legacy
     if fmt == "torch-zip":
-        from ckpttool.io.torch_zip import read_torch_zip
-        from ckpttool.io.torchscript import script_class_info
+        from ckpttool.io.formats.torch_zip import read_torch_zip
+        from ckpttool.io.formats.torchscript import script_class_info
 
         z = read_torch_zip(path, file, keep_going=keep_going)
         script = script_class_info(z.index, z.root) if z.format == "torchscript" else None
         return TreeRead(path, z.format, z.tree, size, z.loads, z.index.anomalies, script, z.info)
     if fmt == "torch-legacy":
-        from ckpttool.io.torch_legacy import read_torch_legacy
+        from ckpttool.io.formats.torch_legacy import read_torch_legacy
 
         tree, loads, modules = read_torch_legacy(path, file, keep_going=keep_going)
         anomalies = [f"legacy module record for {name} embeds the source file path {src!r}"
@@ -88,7 +88,7 @@ def read_tree(path: Path, *, keep_going: bool = False) -> TreeRead:
         tensors, metadata = read_safetensors(path, file)
         return TreeRead(path, fmt, tensors, size, [], [], members={"__metadata__": metadata})
     if fmt == "torch-tar":
-        from ckpttool.io.torch_tar import read_torch_tar
+        from ckpttool.io.formats.torch_tar import read_torch_tar
 
         tree, loads, modules = read_torch_tar(path, file, keep_going=keep_going)
         anomalies = [f"legacy module record for {name} embeds the source file path {src!r}"
@@ -99,7 +99,7 @@ def read_tree(path: Path, *, keep_going: bool = False) -> TreeRead:
 
 
 def _is_legacy_magic(value: Any) -> bool:
-    from ckpttool.io.torch_legacy import MAGIC_NUMBER
+    from ckpttool.io.formats.torch_legacy import MAGIC_NUMBER
 
     return type(value) is int and value == MAGIC_NUMBER
 

@@ -3,7 +3,7 @@
 What is written:
 - safetensors output holds one state_dict: the model section, or ``--section``/``--ema``; the
   checkpoint's other plain values go into ``__metadata__`` as JSON strings (``format: pt``,
-  ``epoch``...), tied tensors are stored once and recorded as aliases (see ``io/aliases.py``).
+  ``epoch``...), tied tensors are stored once and recorded as aliases (see ``io/write/aliases.py``).
 - torch output from a safetensors or sharded input is the state_dict with its aliases restored;
   from a torch input it is the whole checkpoint (``--sanitize`` makes it weights_only-loadable),
   or one state_dict with ``--section``/``--ema``/``--strip-optimizer`` (the release form).
@@ -21,12 +21,12 @@ from typing import Any
 
 from ckpttool.errors import OutputRefused, SectionNotFound, UsageError
 from ckpttool.io import open_checkpoint
-from ckpttool.io.aliases import alias_metadata, dedupe, restore
-from ckpttool.io.cast import Caster, parse_dtype
-from ckpttool.io.dcp import BYTES_ITEM
-from ckpttool.io.safetensors_writer import safetensors_layout
-from ckpttool.io.sanitize import Change, Sanitizer
-from ckpttool.io.write import WriteResult, output_format, write_checkpoint
+from ckpttool.io.formats.dcp import BYTES_ITEM
+from ckpttool.io.write.aliases import alias_metadata, dedupe, restore
+from ckpttool.io.write.cast import Caster, parse_dtype
+from ckpttool.io.write.checkpoint import WriteResult, output_format, write_checkpoint
+from ckpttool.io.write.safetensors import safetensors_layout
+from ckpttool.io.write.sanitize import Change, Sanitizer
 from ckpttool.model import Checkpoint, PickledDict, StateDict, Stub, TensorRef
 
 __all__ = ["ConvertOptions", "ConvertResult", "convert"]
@@ -163,7 +163,7 @@ def _to_safetensors(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster
     if dropped:
         notes.append(f"safetensors holds tensors only: wrote the {content} section, left out {', '.join(dropped)}")
     if opts.max_shard_size:
-        from ckpttool.io.sharded import write_sharded
+        from ckpttool.io.formats.sharded import write_sharded
 
         main, shards = write_sharded(unique, output, opts.max_shard_size, metadata=metadata, inputs=inputs,
                                      force=opts.force)
@@ -189,7 +189,7 @@ def _dcp_values(ckpt: Checkpoint) -> dict[str, Any]:
     """The non-tensor entries of a DCP folder, loaded through torch's DCP reader."""
     if ckpt.format != "dcp":
         return {}
-    from ckpttool.io.dcp import load_dcp_values
+    from ckpttool.io.formats.dcp import load_dcp_values
 
     return load_dcp_values(ckpt.path, list(ckpt.members.get("dcp_values") or []))
 
@@ -277,7 +277,7 @@ def _materialize(root: Any, fn: Callable[[Any, Any], Any] | None) -> Any:
 
 def _to_dcp(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Caster | None,
             inputs: tuple[Path, ...]) -> ConvertResult:
-    from ckpttool.io.dcp import write_dcp
+    from ckpttool.io.formats.dcp import write_dcp
 
     sanitizer = Sanitizer() if opts.sanitize else None
     if ckpt.format in ("safetensors", "sharded") or opts.ema or opts.section or opts.strip_optimizer:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ckpttool.errors import CkptError
 from ckpttool.io import READER_BUG_ERRORS, read_tree, reader_bug
-from ckpttool.io.findings import pickle_findings
+from ckpttool.io.pickle.findings import pickle_findings
 from ckpttool.model import Finding, GlobalUse
 
 __all__ = ["FileScan", "ScanReport", "scan_files", "scan_file"]

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 import ckpttool
 from ckpttool.cli import main
 from ckpttool.errors import OutputRefused, UsageError
-from ckpttool.io.sharded import parse_size
+from ckpttool.io.formats.sharded import parse_size
 from ckpttool.ops.convert import ConvertOptions, convert
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ckpttool.io.unpickler import SafeUnpickler
+from ckpttool.io.pickle.unpickler import SafeUnpickler
 from ckpttool.model import PickledDict
 
 scalars = st.one_of(

@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 import ckpttool
 from ckpttool.errors import CkptError
 from ckpttool.io import _checkpoint, read_tree
-from ckpttool.io.findings import pickle_findings
-from ckpttool.io.pickles import run_pickle
+from ckpttool.io.pickle.findings import pickle_findings
+from ckpttool.io.pickle.run import run_pickle
 from ckpttool.jsonable import to_jsonable
 from ckpttool.ops.scan import scan_file
 from tests.hostile.hostile_corpus import CASES, build_corpus

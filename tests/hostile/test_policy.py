@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ckpttool.io.globals_policy import classify
+from ckpttool.io.pickle.globals_policy import classify
 from ckpttool.ops.scan import scan_file
 from tests.conftest import FIXTURES
 

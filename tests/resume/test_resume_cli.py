@@ -76,7 +76,7 @@ def test_plot_png(tmp_path: Path) -> None:
 
 
 def test_fix_writes_a_patched_copy_atomically(tmp_path: Path) -> None:
-    pytest.importorskip("ckpttool.io.write")
+    pytest.importorskip("ckpttool.io.write.checkpoint")
     src = tmp_path / "last.pt"
     make = lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.5, total_steps=50)  # noqa: E731
     generic_checkpoint(src, make, done=6, steps=5, per_step=True)
@@ -100,7 +100,7 @@ def test_fix_writes_a_patched_copy_atomically(tmp_path: Path) -> None:
 
 
 def test_fix_of_pickled_module_checkpoint_converts_modules(tmp_path: Path) -> None:
-    pytest.importorskip("ckpttool.io.write")
+    pytest.importorskip("ckpttool.io.write.checkpoint")
     from ckpttool.ops.resume import ResumeOptions, validate_resume
     from tests.resume.helpers import save_yolov5, tiny_model
 

@@ -30,7 +30,7 @@ _WRITER = r"""
 import sys
 from pathlib import Path
 import ckpttool
-from ckpttool.io.write import write_checkpoint
+from ckpttool.io.write.checkpoint import write_checkpoint
 src, out, scale = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 tree = dict(ckpttool.open(src).state_dict())
 if scale == "old":  # an older version: the same keys, fewer of them

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ckpttool.io.write import write_checkpoint
+from ckpttool.io.write.checkpoint import write_checkpoint
 from ckpttool.ops.convert import convert
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

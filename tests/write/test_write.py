@@ -14,9 +14,9 @@ from safetensors.torch import load_file
 
 import ckpttool
 from ckpttool.errors import OutputRefused, UsageError, VerificationFailed
-from ckpttool.io import write as write_mod
-from ckpttool.io.atomic import HashingSink
-from ckpttool.io.write import hashed_name, write_checkpoint
+from ckpttool.io.write import checkpoint as write_mod
+from ckpttool.io.write.atomic import HashingSink
+from ckpttool.io.write.checkpoint import hashed_name, write_checkpoint
 from ckpttool.model import Stub
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
@@ -228,7 +228,7 @@ def test_shared_containers_and_cycles_survive(tmp_path: Path) -> None:
 
 def test_zip64_records_load_in_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Records past 4 GiB get zip64 fields; lowering the threshold checks that form on a small file."""
-    from ckpttool.io.zip_writer import ZipStreamWriter
+    from ckpttool.io.write.zip_writer import ZipStreamWriter
 
     monkeypatch.setattr(ZipStreamWriter, "ZIP64_AT", 100)
     tree = {"a": torch.randn(300), "b": torch.arange(7), "c": torch.randn(2, 3).t()}

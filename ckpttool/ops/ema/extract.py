@@ -166,7 +166,7 @@ def _cast(weights: dict[str, Any], dtype: str) -> dict[str, Any]:
 
 def _write(ckpt: Checkpoint, result: EmaResult, weights: dict[str, Any], strip_optimizer: bool,
            force: bool) -> None:
-    from ckpttool.io.write import write_checkpoint
+    from ckpttool.io.write.checkpoint import write_checkpoint
 
     assert result.output is not None
     if result.dtype is not None:

@@ -137,7 +137,7 @@ def remap(path: Path, opts: RemapOptions, output: Path | None = None, *, dry_run
     if output is None and not dry_run:
         raise UsageError("-o OUTPUT is required (or --dry-run to only show the plan)")
     if output is not None and not dry_run:
-        from ckpttool.io.atomic import check_target
+        from ckpttool.io.write.atomic import check_target
 
         check_target(Path(output), [Path(path)], force)
     rules = build_rules(opts)
@@ -164,7 +164,7 @@ def remap(path: Path, opts: RemapOptions, output: Path | None = None, *, dry_run
     result = RemapResult(Path(path), ckpt.layout, kind, final, findings, cov, applied.sections,
                          applied.optimizers, dry_run=dry_run)
     if not dry_run and output is not None:
-        from ckpttool.io.write import write_checkpoint
+        from ckpttool.io.write.checkpoint import write_checkpoint
 
         meta_st = ckpt.members.get("__metadata__") if fmt == "safetensors" else None
         result.output = write_checkpoint(applied.tree, Path(output), inputs=[Path(path)], force=force, fmt=fmt,

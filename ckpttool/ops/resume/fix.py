@@ -151,7 +151,7 @@ def _set_path(tree: Any, source: str, value: Any) -> None:
 def write_fixed(tree: Any, source: str, patched: dict[str, Any], output: Path, *, inputs: list[Path],
                 force: bool) -> tuple[dict[str, Any], list[Check]]:
     """Write ``tree`` with the scheduler at ``source`` replaced by ``patched``; returns what was written."""
-    from ckpttool.io.write import write_checkpoint
+    from ckpttool.io.write.checkpoint import write_checkpoint
 
     if output.suffix.lower() == ".safetensors":
         raise UsageError("a resumable checkpoint needs a torch format: name the output .pt, .pth or .ckpt")

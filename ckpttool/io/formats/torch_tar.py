@@ -15,7 +15,7 @@ from typing import Any
 
 from ckpttool.dtypes import by_name, by_storage_class
 from ckpttool.errors import CkptError, CorruptPickle, ResourceLimit, TruncatedFile, UnreadableCheckpoint
-from ckpttool.io.pickles import PickleLoad, run_pickle
+from ckpttool.io.pickle.run import PickleLoad, run_pickle
 from ckpttool.io.source import FileSource
 from ckpttool.model import GlobalRef, Storage, TensorRef
 
@@ -128,7 +128,7 @@ def _tensors(path: Path, member: _Member, objects: dict[str, Any], loads: list[P
         storage = objects.get(str(storage_id))
         if storage is None:
             raise CorruptPickle(f"tensor {key!r} names an unknown storage")
-        from ckpttool.io.rebuild import call_global
+        from ckpttool.io.pickle.rebuild import call_global
 
         tensor = call_global("torch._utils._rebuild_tensor", (storage, offset, sizes, strides), {})
         assert isinstance(tensor, TensorRef)

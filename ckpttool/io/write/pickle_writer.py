@@ -20,7 +20,7 @@ from typing import Any
 
 from ckpttool.dtypes import by_name
 from ckpttool.errors import OutputRefused, ResourceLimit
-from ckpttool.io.tensor_input import is_torch_tensor
+from ckpttool.io.write.tensor_input import is_torch_tensor
 from ckpttool.model import GlobalRef, PickledDict, Storage, Stub, TensorRef
 from ckpttool.tree import MAX_NODES
 

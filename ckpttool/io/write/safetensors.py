@@ -14,10 +14,10 @@ from typing import Any
 
 from ckpttool.dtypes import by_name
 from ckpttool.errors import OutputRefused
-from ckpttool.io.aliases import ALIASES_KEY, ORDER_KEY, VIEWS_KEY, alias_metadata, dedupe
-from ckpttool.io.tensor_input import TensorAdapter, is_torch_tensor
-from ckpttool.io.torch_writer import Written
-from ckpttool.io.zip_writer import Sink
+from ckpttool.io.write.aliases import ALIASES_KEY, ORDER_KEY, VIEWS_KEY, alias_metadata, dedupe
+from ckpttool.io.write.tensor_input import TensorAdapter, is_torch_tensor
+from ckpttool.io.write.torch_zip import Written
+from ckpttool.io.write.zip_writer import Sink
 from ckpttool.model import TensorRef
 
 __all__ = ["write_safetensors", "safetensors_layout"]

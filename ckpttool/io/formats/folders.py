@@ -24,11 +24,11 @@ def folder_kind(path: Path) -> str | None:
         return None
     if (path / ".metadata").is_file():
         return "dcp"
-    from ckpttool.io.hf_folder import is_trainer_folder
+    from ckpttool.io.formats.hf_folder import is_trainer_folder
 
     if is_trainer_folder(path):
         return "hf-trainer"
-    from ckpttool.io.sharded import find_index
+    from ckpttool.io.formats.sharded import find_index
 
     return "sharded" if find_index(path) is not None else None
 
@@ -37,17 +37,17 @@ def read_folder(path: Path) -> TreeRead | None:
     """The tree of a multi-file checkpoint at ``path``, or None when ``path`` is not one."""
     kind = folder_kind(path)
     if kind == "sharded":
-        from ckpttool.io.sharded import find_index, read_sharded
+        from ckpttool.io.formats.sharded import find_index, read_sharded
 
         index = path if path.is_file() else find_index(path)
         assert index is not None
         return read_sharded(index)
     if kind == "dcp":
-        from ckpttool.io.dcp import read_dcp
+        from ckpttool.io.formats.dcp import read_dcp
 
         return read_dcp(path)
     if kind == "hf-trainer":
-        from ckpttool.io.hf_folder import read_hf_trainer
+        from ckpttool.io.formats.hf_folder import read_hf_trainer
 
         return read_hf_trainer(path)
     return None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ckpttool.io.safetensors_reader import looks_like_safetensors
-from ckpttool.io.torch_legacy import LEGACY_PREFIX
+from ckpttool.io.formats.safetensors import looks_like_safetensors
+from ckpttool.io.formats.torch_legacy import LEGACY_PREFIX
 
 __all__ = ["sniff", "EXTENSIONS"]
 

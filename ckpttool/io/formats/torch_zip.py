@@ -15,9 +15,9 @@ from typing import Any
 
 from ckpttool.dtypes import by_storage_class
 from ckpttool.errors import CorruptPickle, UnreadableCheckpoint
-from ckpttool.io.pickles import PickleLoad, run_pickle
+from ckpttool.io.formats.zip_index import ZipIndex, read_zip_index
+from ckpttool.io.pickle.run import PickleLoad, run_pickle
 from ckpttool.io.source import FileSource
-from ckpttool.io.zip_index import ZipIndex, read_zip_index
 from ckpttool.model import GlobalRef, Storage
 
 __all__ = ["read_torch_zip", "ZipRead"]

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ckpttool.errors import CkptError, VerificationFailed
-from ckpttool.io.aliases import ALIASES_KEY, VIEWS_KEY
-from ckpttool.io.pickle_writer import Expected
-from ckpttool.io.torch_writer import Written
+from ckpttool.io.write.aliases import ALIASES_KEY, VIEWS_KEY
+from ckpttool.io.write.pickle_writer import Expected
+from ckpttool.io.write.torch_zip import Written
 from ckpttool.model import Storage, TensorRef
 from ckpttool.tree import get_path
 

@@ -7,7 +7,7 @@ opcode by opcode, exactly as ``torch.load`` would consume them (same stop positi
 pickle of a legacy stream starts at the same byte), and:
 
 - resolves every global to a ``GlobalRef``; calls to allow-listed data constructors are
-  re-implemented as pure code (``ckpttool.io.rebuild``), every other call builds a ``Stub``;
+  re-implemented as pure code (``ckpttool.io.pickle.rebuild``), every other call builds a ``Stub``;
 - records each global with its class (``data``/``stub``/``dangerous``) for ``scan``;
 - bounds tuple depth, stack/memo size and output size by the length of the input.
 
@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ckpttool.errors import CorruptPickle, ResourceLimit, TruncatedFile
-from ckpttool.io.globals_policy import GlobalKind, classify
-from ckpttool.io.pickle_ops import HANDLERS, PUSHED_CONSTANTS, Opcodes
-from ckpttool.io.rebuild import call_global
+from ckpttool.io.pickle.globals_policy import GlobalKind, classify
+from ckpttool.io.pickle.opcodes import HANDLERS, PUSHED_CONSTANTS, Opcodes
+from ckpttool.io.pickle.rebuild import call_global
 from ckpttool.model import GlobalRef, Stub
 
 __all__ = ["PickleResult", "SafeUnpickler", "MAX_TUPLE_DEPTH"]

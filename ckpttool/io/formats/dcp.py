@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ckpttool.errors import CkptError, OutputRefused, ResourceLimit, UnreadableCheckpoint, VerificationFailed
-from ckpttool.io.rebuild import dtype_of_global
+from ckpttool.io.pickle.rebuild import dtype_of_global
 from ckpttool.model import CHUNK_BYTES, PickledDict, Storage, Stub, TensorRef
 
 __all__ = ["read_dcp", "DcpSource", "load_dcp_values", "write_dcp", "check_loadable", "BYTES_ITEM",
@@ -205,7 +205,7 @@ def _listify(root: PickledDict) -> PickledDict:
 
 def _entries(folder: Path) -> tuple[dict[str, tuple[tuple[Any, ...], Any]], Any]:
     """fqn → (planner path, TensorRef or bytes-item stub), and the pickle load, from ``.metadata``."""
-    from ckpttool.io.pickles import run_pickle
+    from ckpttool.io.pickle.run import run_pickle
 
     meta_path = folder / ".metadata"
     size = meta_path.stat().st_size
@@ -264,7 +264,7 @@ def load_dcp_values(folder: Path, fqns: list[str]) -> dict[str, Any]:
 
 def write_dcp(state: dict[str, Any], output: Path, *, inputs: tuple[Path, ...] = (), force: bool = False) -> int:
     """Save ``state`` (torch tensors and plain values) as a DCP folder at ``output``; returns its size."""
-    from ckpttool.io.atomic import fsync_dir
+    from ckpttool.io.write.atomic import fsync_dir
 
     for src in inputs:
         with contextlib.suppress(OSError):

@@ -1,7 +1,7 @@
 """The pickle instruction set: what each opcode does to the safe VM's stack and memo.
 
 ``Opcodes`` is the half of ``SafeUnpickler`` that interprets opcodes. The machine itself
-(``ckpttool.io.unpickler``) owns the stack, the memo, the reading primitives, the budgets and the
+(``ckpttool.io.pickle.unpickler``) owns the stack, the memo, the reading primitives, the budgets and the
 policy for globals and calls; handlers reach them through ``self``. No handler imports or calls
 anything a pickle names: globals go to ``_global``, calls to ``_call``, ``BUILD`` only records state.
 """

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from ckpttool.errors import CkptError, OutputRefused, UsageError
-from ckpttool.io.atomic import check_target, commit, temporary_output
-from ckpttool.io.pickle_writer import Transform
-from ckpttool.io.safetensors_writer import write_safetensors
-from ckpttool.io.torch_writer import write_torch
-from ckpttool.io.verify import verify_written
+from ckpttool.io.write.atomic import check_target, commit, temporary_output
+from ckpttool.io.write.pickle_writer import Transform
+from ckpttool.io.write.safetensors import write_safetensors
+from ckpttool.io.write.torch_zip import write_torch
+from ckpttool.io.write.verify import verify_written
 from ckpttool.model import PickledDict, StateDict
 
 __all__ = ["WriteResult", "write_checkpoint", "output_format", "hashed_name", "TORCH_SUFFIXES"]

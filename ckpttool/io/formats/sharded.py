@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ckpttool.errors import CkptError, OutputRefused, ResourceLimit, UnreadableCheckpoint, UsageError
-from ckpttool.io.aliases import restore
-from ckpttool.io.atomic import check_target, commit, temporary_output
-from ckpttool.io.safetensors_writer import safetensors_layout
+from ckpttool.io.write.aliases import restore
+from ckpttool.io.write.atomic import check_target, commit, temporary_output
+from ckpttool.io.write.safetensors import safetensors_layout
 from ckpttool.model import PickledDict, TensorRef
 
 if TYPE_CHECKING:  # pragma: no cover
     from ckpttool.io import TreeRead
-    from ckpttool.io.write import WriteResult
+    from ckpttool.io.write.checkpoint import WriteResult
 
 __all__ = ["read_sharded", "find_index", "write_sharded", "parse_size", "shard_paths", "MAX_INDEX_BYTES"]
 
@@ -151,7 +151,7 @@ def write_sharded(tensors: Mapping[str, Any], output: Path, max_shard_size: int,
     A state_dict that fits in one shard is written as ``output`` itself, with no index, as the
     Hugging Face tools do. Returns the index (or single file) result and every shard's result.
     """
-    from ckpttool.io.write import WriteResult, write_checkpoint
+    from ckpttool.io.write.checkpoint import WriteResult, write_checkpoint
 
     if output.is_dir():
         output = output / "model.safetensors"

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ckpttool.errors import CkptError
-from ckpttool.io.globals_policy import GlobalKind
-from ckpttool.io.unpickler import PersistentLoad, SafeUnpickler
+from ckpttool.io.pickle.globals_policy import GlobalKind
+from ckpttool.io.pickle.unpickler import PersistentLoad, SafeUnpickler
 
 __all__ = ["PickleLoad", "run_pickle"]
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from ckpttool.io.pickle_writer import Expected, Transform, pickle_tree
-from ckpttool.io.tensor_input import TensorAdapter
-from ckpttool.io.zip_writer import ALIGNMENT, Sink, ZipStreamWriter
+from ckpttool.io.write.pickle_writer import Expected, Transform, pickle_tree
+from ckpttool.io.write.tensor_input import TensorAdapter
+from ckpttool.io.write.zip_writer import ALIGNMENT, Sink, ZipStreamWriter
 from ckpttool.model import Storage
 
 __all__ = ["write_torch", "Written", "storage_pieces"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from ckpttool.io.zip_index import ZipIndex
+from ckpttool.io.formats.zip_index import ZipIndex
 from ckpttool.modules import ScriptClassInfo
 
 __all__ = ["script_class_info"]

@@ -14,7 +14,7 @@ from typing import Any
 
 from ckpttool.dtypes import by_name, by_storage_class
 from ckpttool.errors import CkptError, CorruptPickle, TruncatedFile, UnreadableCheckpoint
-from ckpttool.io.pickles import PickleLoad, run_pickle
+from ckpttool.io.pickle.run import PickleLoad, run_pickle
 from ckpttool.io.source import FileSource
 from ckpttool.model import GlobalRef, Storage
 

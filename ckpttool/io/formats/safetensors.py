@@ -15,8 +15,8 @@ from typing import Any
 
 from ckpttool.dtypes import by_safetensors
 from ckpttool.errors import ResourceLimit, TruncatedFile, UnreadableCheckpoint
-from ckpttool.io.aliases import restore
 from ckpttool.io.source import FileSource
+from ckpttool.io.write.aliases import restore
 from ckpttool.model import PickledDict, Storage, TensorRef
 
 __all__ = ["read_safetensors", "MAX_HEADER", "looks_like_safetensors"]

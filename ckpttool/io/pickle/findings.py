@@ -6,8 +6,8 @@ from collections import Counter
 from typing import Any
 
 from ckpttool.errors import CkptError
-from ckpttool.io.globals_policy import GlobalKind
-from ckpttool.io.pickles import PickleLoad
+from ckpttool.io.pickle.globals_policy import GlobalKind
+from ckpttool.io.pickle.run import PickleLoad
 from ckpttool.model import Finding, GlobalUse, Stub
 from ckpttool.tree import walk
 

@@ -1,0 +1,1 @@
+"""The safe pickle VM: instruction set, machine, allow-listed rebuilders, and the policy on globals."""

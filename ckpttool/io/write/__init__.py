@@ -1,0 +1,1 @@
+"""Writers: torch archives and safetensors streamed into atomic temporaries, verified by reading back."""
