@@ -11,6 +11,7 @@ __all__ = ["render_remap"]
 
 
 def render_remap(result: RemapResult, *, show_unchanged: bool = True) -> list[Any]:
+    """Everything but the closing verdict line (``RemapResult.verdict``), which is printed unwrapped."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -53,6 +54,6 @@ def render_remap(result: RemapResult, *, show_unchanged: bool = True) -> list[An
     if result.output is not None:
         w = result.output
         out.append(f"wrote {escape(str(w.path))} ({w.format}, {w.tensors} tensors) sha256 {w.sha256}")
-    elif result.dry_run:
+    elif result.dry_run and not result.partial:
         out.append("[dim]dry run: nothing written[/dim]")
     return out

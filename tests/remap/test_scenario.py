@@ -14,15 +14,15 @@ import torch.nn.functional as F  # noqa: N812 - torch's own idiom
 
 from ckpttool.cli import main
 from fixtures.reference_models import Model1, Model2
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, run_cli
 from tests.oracle import torch_load
 
 LAYOUT = FIXTURES / "model1_to_model2.toml"
 PAIRS = {"conv1": "backbone.0", "conv2": "backbone.3", "fc1": "fc1", "fc5": "fc5", "fc3": "fc3"}
 HOW = {
     "layout": ["--to", "sequential", "--layout", str(LAYOUT)],
-    "like": ["--like", str(FIXTURES / "model2_state_dict.pt"), "--map", "conv1=backbone.0"],
-    "model": ["--model", "fixtures.reference_models:Model2", "--map", "conv1=backbone.0"],
+    "like": ["--like", str(FIXTURES / "model2_state_dict.pt")],
+    "model": ["--model", "fixtures.reference_models:Model2"],
 }
 
 
@@ -99,39 +99,61 @@ def test_training_checkpoint_resumes_in_model2(tmp_path, how):
             assert torch.allclose(sd1[f"{old}.{leaf}"], sd2[f"{mod}.{leaf}"], rtol=0, atol=1e-7)
 
 
-def test_ambiguity_is_reported_not_guessed(tmp_path):
-    out = tmp_path / "m2.pt"
-    assert main(["remap", str(FIXTURES / "model1_state_dict.pt"), "-o", str(out),
-                 "--like", str(FIXTURES / "model2_state_dict.pt"), "--dry-run", "--json"]) == 0
-    assert not out.exists()
-
-
-def test_ambiguity_json(capsys):
-    main(["remap", str(FIXTURES / "model1_state_dict.pt"), "--like", str(FIXTURES / "model2_state_dict.pt"),
-          "--dry-run", "--json"])
+def test_order_settles_conv1_and_says_why(capsys):
+    assert main(["remap", str(FIXTURES / "model1_state_dict.pt"), "--like", str(FIXTURES / "model2_state_dict.pt"),
+                 "--dry-run", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["schema_version"] == 1
-    amb = [f for f in doc["findings"] if f["code"] == "remap.ambiguous"]
-    assert len(amb) == 1 and "conv1" in amb[0]["message"] and "conv_a" in amb[0]["message"]
-    assert "backbone.0" in amb[0]["message"]
-    moved = {m["from"]: m["to"] for m in doc["mapping"]}
-    assert "conv1.weight" not in moved and "conv_a.weight" not in moved  # neither was picked
-    assert moved["conv2.weight"] == "backbone.3.weight"
-    assert doc["coverage"]["missing"] == ["backbone.0.weight", "backbone.0.bias"]
-    assert doc["coverage"]["loads_strict"] is False
+    (amb,) = [f for f in doc["findings"] if f["code"] == "remap.ambiguous"]
+    assert "conv1, conv_a all fit backbone.0" in amb["message"]
+    assert "chose conv1 -> backbone.0: kept module order" in amb["message"]
+    assert "dropped conv_a" in amb["message"] and "--map" in amb["hint"]
+    moved = {m["from"]: m for m in doc["mapping"]}
+    assert moved["conv1.weight"]["to"] == "backbone.0.weight"
+    assert moved["conv1.weight"]["reason"].startswith("align: kept module order")
+    assert doc["dropped"] == ["conv_a.weight", "conv_a.bias"]
+    assert doc["dropped_reasons"]["conv_a.bias"].startswith("align: out of module order")
+    assert doc["alignment"] == [{"candidates": ["conv1", "conv_a"], "targets": ["backbone.0"],
+                                 "chosen": [{"from": "conv1", "to": "backbone.0", "why": "kept module order"}],
+                                 "dropped": [{"module": "conv_a", "why": "out of module order"}], "undecided": []}]
+    assert doc["coverage"]["loads_strict"] is True and doc["partial"] is False
 
 
-def test_strict_turns_ambiguity_into_an_error(tmp_path, capsys):
+def test_dry_run_table_shows_the_reason():
+    proc = run_cli("remap", str(FIXTURES / "model1_state_dict.pt"), "--like", str(FIXTURES / "model2_state_dict.pt"),
+                   "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if line.strip().startswith("conv1.weight"))
+    assert "backbone.0.weight" in row and "kept module order" in row
+    row = next(line for line in proc.stdout.splitlines() if line.strip().startswith("conv_a.weight"))
+    assert "dropped" in row and "out of module order" in row
+
+
+def test_strict_turns_the_order_decision_into_an_error(tmp_path, capsys):
     out = tmp_path / "m2.pt"
     rc = main(["remap", str(FIXTURES / "model1_state_dict.pt"), "-o", str(out),
                "--like", str(FIXTURES / "model2_state_dict.pt"), "--strict"])
     assert rc == 2 and not out.exists()
     err = capsys.readouterr().err
-    assert "remap-conflict" in err and "conv_a" in err and "Traceback" not in err
+    assert "remap-conflict" in err and "conv_a" in err and "kept module order" in err and "Traceback" not in err
+
+
+def test_map_overrides_the_order_decision(tmp_path, capsys):
+    out = tmp_path / "m2.pt"
+    assert main(["remap", str(FIXTURES / "model1_state_dict.pt"), "-o", str(out), "--like",
+                 str(FIXTURES / "model2_state_dict.pt"), "--map", "conv_a=backbone.0", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert not any(f["code"] == "remap.ambiguous" for f in doc["findings"])
+    assert doc["dropped"] == ["conv1.weight", "conv1.bias"]
+    new, m1 = _load(out), _load(FIXTURES / "model1_state_dict.pt")
+    Model2().load_state_dict(new, strict=True)
+    assert torch.equal(new["backbone.0.weight"], m1["conv_a.weight"])
+    assert not torch.equal(new["backbone.0.weight"], m1["conv1.weight"])
 
 
 def test_settled_mapping_json_drops_conv_a_with_a_finding(capsys):
-    main(["remap", str(FIXTURES / "model1_state_dict.pt"), *HOW["like"], "--dry-run", "--json"])
+    main(["remap", str(FIXTURES / "model1_state_dict.pt"), *HOW["like"], "--map", "conv1=backbone.0",
+          "--dry-run", "--json"])
     doc = json.loads(capsys.readouterr().out)
     assert doc["dropped"] == ["conv_a.weight", "conv_a.bias"]
     assert any(f["code"] == "remap.leftover" and "conv_a" in f["message"] for f in doc["findings"])

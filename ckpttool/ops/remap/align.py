@@ -3,8 +3,10 @@
 Modules are compared by their *shape signature* (leaf tensor names and shapes). Decisions, in order:
 same name and shapes; a signature only one source and one target module have; name similarity
 when one pairing clearly beats the others; order, when as many sources as targets share a signature.
-Anything else (two sources fit one target, ``conv1`` and ``conv_a`` both fit ``backbone.0``) is an
-ambiguity: reported as a finding, never guessed; ``--map`` settles it.
+What is left (two sources fit one target: ``conv1`` and ``conv_a`` both fit ``backbone.0``) goes to
+module order (see ``ordering``): the pairing that keeps the most decided modules in order wins, names
+break its ties. Every such decision is reported as a ``remap.ambiguous`` finding; what order and
+names cannot decide is not moved. ``--map`` overrides any of it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ckpttool.model import Finding
+from ckpttool.ops.remap.ordering import Decision, by_order
 from ckpttool.ops.remap.rules import ModuleMap, Rule
 
 __all__ = ["Target", "Alignment", "Coverage", "align", "coverage", "modules_of"]
@@ -47,6 +50,8 @@ class Alignment:
     leftovers: list[str] = field(default_factory=list)
     ambiguous: list[tuple[list[str], list[str]]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    outvoted: dict[str, str] = field(default_factory=dict)
+    decisions: list[Decision] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
 
     def rules(self, keys: Sequence[str]) -> list[Rule]:
@@ -58,6 +63,7 @@ class Alignment:
         for group, _ in self.ambiguous:
             fate.update({m: (None, "align: ambiguous (see findings)") for m in group})
         fate.update({m: (None, "align: no module of the target fits") for m in self.leftovers})
+        fate.update({m: (None, f"align: {why}") for m, why in self.outvoted.items()})
         entries: dict[str, tuple[str | None, str]] = {}
         for key in keys:
             module, _, leaf = key.rpartition(".")
@@ -145,10 +151,11 @@ def _by_name(srcs: list[str], tgts: list[str]) -> list[tuple[str, str, float]]:
     return out
 
 
-def _pair_group(srcs: list[str], tgts: list[str], sig: Signature, result: Alignment) -> None:
+def _pair_group(srcs: list[str], tgts: list[str], result: Alignment) -> bool:
+    """Decide a signature group by uniqueness, names and equal counts; False when order must decide."""
     if len(srcs) == len(tgts) == 1:
         result.matches[srcs[0]] = (tgts[0], "unique shape signature")
-        return
+        return True
     for s, t, sc in _by_name(srcs, tgts):
         result.matches[s] = (t, f"same shapes, name similarity {sc:.2f}")
         srcs.remove(s)
@@ -158,17 +165,50 @@ def _pair_group(srcs: list[str], tgts: list[str], sig: Signature, result: Alignm
         for i, (s, t) in enumerate(zip(srcs, tgts), 1):
             why = "same shapes, the one left after name matches" if n == 1 else f"same shapes, by order ({i} of {n})"
             result.matches[s] = (t, why)
-        return
+        return True
     if srcs and tgts:
-        result.ambiguous.append((list(srcs), list(tgts)))
-        shapes = ", ".join(f"{leaf}{list(shape)}" for leaf, shape in sig)
-        result.findings.append(Finding(
-            "remap.ambiguous", "warn",
-            f"{_few(srcs)} all fit {_few(tgts)} (same shapes: {shapes}); none was moved",
-            hint="settle it with --map, e.g. --map " + f"{srcs[0]}={tgts[0]}", where="model"))
-        return
+        return False
     result.leftovers += srcs
     result.missing += tgts
+    return True
+
+
+def _order_groups(pending: list[tuple[Signature, list[str], list[str]]], src: dict[str, Signature],
+                  tgt: dict[str, Signature], result: Alignment) -> None:
+    """Groups with more sources than targets (or fewer): settled by module order, then names."""
+    spos = {m: i for i, m in enumerate(src)}
+    tpos = {m: i for i, m in enumerate(tgt)}
+    anchors = [(spos[s], tpos[t]) for s, (t, _) in result.matches.items()]
+    for sig, srcs, tgts in pending:
+        decision = by_order(srcs, tgts, anchors, spos, tpos,
+                            lambda a, b: _similarity(_spelling(a), _spelling(b)), _SIM_MARGIN)
+        result.decisions.append(decision)
+        for s, t in decision.chosen.items():
+            others = [o for o in srcs if o != s]
+            also = f"; {_few(others, 3)} also fit{'s' if len(others) == 1 else ''} {t}" if others else ""
+            result.matches[s] = (t, decision.why[s] + also)
+        went = ", ".join(f"{t} went to {s}" for s, t in decision.chosen.items())
+        result.outvoted.update({s: decision.why[s] + (f"; {went}" if went else "") for s in decision.dropped})
+        if decision.undecided:
+            result.ambiguous.append((list(decision.undecided), list(decision.open_targets)))
+        taken = set(decision.chosen.values()) | set(decision.open_targets)
+        result.missing += [t for t in tgts if t not in taken]
+        result.findings.append(_ambiguity_finding(decision, sig))
+
+
+def _ambiguity_finding(d: Decision, sig: Signature) -> Finding:
+    shapes = ", ".join(f"{leaf}{list(shape)}" for leaf, shape in sig)
+    parts = [f"{_few(d.candidates)} all fit {_few(d.targets)} (same shapes: {shapes})"]
+    parts += [f"chose {s} -> {t}: {d.why[s]}" for s, t in d.chosen.items()]
+    if d.dropped:
+        parts.append(f"dropped {_few(d.dropped)}: out of module order")
+    if d.undecided:
+        parts.append(f"order and names cannot tell {_few(d.undecided)} apart; none of them was moved")
+        hint = f"settle it with --map, e.g. --map {d.undecided[0]}={(d.open_targets or d.targets)[0]}"
+    else:
+        other = next((s for s in d.candidates if s not in d.chosen), d.candidates[0])
+        hint = f"--map overrides it, e.g. --map {other}={d.targets[0]}; --strict makes it an error"
+    return Finding("remap.ambiguous", "warn", "; ".join(parts), hint=hint, where="model")
 
 
 def align(source: Mapping[str, Shape], target: Target) -> Alignment:
@@ -188,8 +228,8 @@ def align(source: Mapping[str, Shape], target: Target) -> Alignment:
         groups.setdefault(src[s], ([], []))[0].append(s)
     for t in free_t:
         groups.setdefault(tgt[t], ([], []))[1].append(t)
-    for sig, (srcs, tgts) in groups.items():
-        _pair_group(srcs, tgts, sig, result)
+    pending = [(sig, srcs, tgts) for sig, (srcs, tgts) in groups.items() if not _pair_group(srcs, tgts, result)]
+    _order_groups(pending, src, tgt, result)
     _leftover_findings(result)
     return result
 

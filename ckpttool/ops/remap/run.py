@@ -3,7 +3,9 @@
 Rules run in this order: presets, ``--strip-prefix``, ``--add-prefix``, ``--map``, ``--rules``, then the
 derived step (``--to`` with a layout, or alignment to ``--like``/``--model``) on the keys as the
 explicit rules left them. Nothing is written when the plan has collisions, when ``strict`` finds an
-ambiguity or leftover, or in a dry run.
+ambiguity or leftover, in a dry run, or when a target is given and the result would not load into it
+with ``load_state_dict(strict=True)`` (unless ``allow_partial``: then the file is written and the
+result still says it is partial).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from typing import Any
 
 from ckpttool.errors import RemapConflict, UsageError
 from ckpttool.model import Checkpoint, Finding
-from ckpttool.ops.remap.align import Coverage, Target, align, coverage
+from ckpttool.ops.remap.align import Alignment, Coverage, Target, align, coverage
 from ckpttool.ops.remap.apply import Applied, SectionChange, apply_rules
 from ckpttool.ops.remap.optimizer import OptimizerRemap
+from ckpttool.ops.remap.ordering import Decision
 from ckpttool.ops.remap.plan import RemapPlan, plan
 from ckpttool.ops.remap.rules import AddPrefix, Rule, StripPrefix, parse_map, preset
 from ckpttool.ops.remap.rules_file import load_rules
@@ -43,6 +46,7 @@ class RemapOptions:
     model: str | None = None
     strict: bool = False
     drop_optimizer: bool = False
+    allow_partial: bool = False
 
     def check(self) -> None:
         if self.to not in (None, "sequential", "named"):
@@ -67,6 +71,21 @@ class RemapResult:
     optimizers: list[OptimizerRemap] = field(default_factory=list)
     output: Any = None  # WriteResult when written
     dry_run: bool = False
+    decisions: list[Decision] = field(default_factory=list)
+
+    @property
+    def partial(self) -> bool:
+        """A target was given and the result would not load into it strictly: the run failed."""
+        return self.coverage is not None and not self.coverage.loads_strict
+
+    def verdict(self) -> str | None:
+        """The closing line of a partial result: what failed and whether a file was written."""
+        if not self.partial or self.coverage is None:
+            return None
+        line = _coverage_line(self.coverage)
+        if self.output is not None:
+            return f"{line}; wrote the partial file anyway (--allow-partial)"
+        return f"{line}; {'dry run' if self.dry_run else 'nothing written'} (--allow-partial writes it anyway)"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"schema_version": 1, "input": str(self.input), "layout": self.layout,
@@ -74,6 +93,8 @@ class RemapResult:
         out.update(self.plan.to_dict())
         out["findings"] = [f.to_dict() for f in self.findings]
         out["coverage"] = self.coverage.to_dict() if self.coverage is not None else None
+        out["alignment"] = [d.to_dict() for d in self.decisions]
+        out["partial"] = self.partial
         out["sections"] = [s.to_dict() for s in self.sections]
         out["optimizer"] = [o.to_dict() for o in self.optimizers]
         out["output"] = self.output.to_dict() if self.output is not None else None
@@ -96,19 +117,19 @@ def build_rules(opts: RemapOptions) -> list[Rule]:
 
 
 def _derived(opts: RemapOptions, base: RemapPlan, sd_meta: dict[str, Any] | None,
-             shapes: dict[str, tuple[int, ...]]) -> tuple[list[Rule], Target | None, list[Finding]]:
+             shapes: dict[str, tuple[int, ...]]) -> tuple[list[Rule], Target | None, Alignment | None]:
     """Rules from a layout or an alignment, on the keys as the explicit rules left them."""
     after = {r.dst: shapes[r.src] for r in base.mapping}
     if opts.to is not None and opts.layout is not None:
         layout = load_layout(opts.layout)
         if opts.to == "sequential":
-            return to_sequential(layout, after, known_modules=sd_meta or ()), None, []
-        return to_named(layout, after), None, []
+            return to_sequential(layout, after, known_modules=sd_meta or ()), None, None
+        return to_named(layout, after), None, None
     if opts.like is None and opts.model is None:
-        return [], None, []
+        return [], None, None
     target = target_from_checkpoint(opts.like) if opts.like is not None else target_from_model(opts.model or "")
     alignment = align(after, target)
-    return alignment.rules(list(after)), target, alignment.findings
+    return alignment.rules(list(after)), target, alignment
 
 
 def _output_format(ckpt: Checkpoint, output: Path | None, findings: list[Finding]) -> str:
@@ -149,11 +170,11 @@ def remap(path: Path, opts: RemapOptions, output: Path | None = None, *, dry_run
     base = plan(sd, rules)
     base.check()
     meta = [k for k in (sd.version_metadata or {}) if isinstance(k, str)]
-    derived, target, align_findings = _derived(opts, base, dict.fromkeys(meta), shapes)
+    derived, target, alignment = _derived(opts, base, dict.fromkeys(meta), shapes)
     rules += derived
     final = plan(sd, rules)
     final.check()
-    findings += align_findings + _plan_findings(final)
+    findings += (alignment.findings if alignment is not None else []) + _plan_findings(final)
     cov = coverage({r.dst: shapes[r.src] for r in final.mapping}, target) if target is not None else None
     if cov is not None and not cov.loads_strict:
         findings.append(Finding("remap.coverage", "warn", _coverage_line(cov), where=kind))
@@ -162,8 +183,9 @@ def remap(path: Path, opts: RemapOptions, output: Path | None = None, *, dry_run
     findings += applied.findings
     _enforce_strict(opts, findings)
     result = RemapResult(Path(path), ckpt.layout, kind, final, findings, cov, applied.sections,
-                         applied.optimizers, dry_run=dry_run)
-    if not dry_run and output is not None:
+                         applied.optimizers, dry_run=dry_run,
+                         decisions=alignment.decisions if alignment is not None else [])
+    if not dry_run and output is not None and (opts.allow_partial or not result.partial):
         from ckpttool.io.write.checkpoint import write_checkpoint
 
         meta_st = ckpt.members.get("__metadata__") if fmt == "safetensors" else None

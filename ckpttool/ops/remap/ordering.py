@@ -1,0 +1,124 @@
+"""Module order as evidence: which of several same-shaped modules goes where, or that none can tell.
+
+When more source modules than target modules (or fewer) share a shape signature, the pairing is an
+order-preserving one: a common subsequence of the group's sources and targets, each pair scored by
+how many already-decided modules it keeps in order (``conv1`` before ``conv2`` as ``backbone.0``
+before ``backbone.3``). The best subsequence is the longest, then the one keeping most modules in
+order, then the one with the closest names. A module is decided only when every best subsequence
+agrees on it (by order alone, or with names by a clear margin); the rest are left undecided.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Decision", "by_order"]
+
+Score = tuple[int, int, float]  # (pairs, decided modules kept in order, name similarity)
+_ZERO: Score = (0, 0, 0.0)
+_MAX_CELLS = 250_000  # groups beyond this many (source, target) pairs are left undecided
+
+
+@dataclass
+class Decision:
+    """How one group of same-shaped modules was settled; ``why`` gives the reason per source."""
+
+    candidates: list[str]
+    targets: list[str]
+    chosen: dict[str, str] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)
+    undecided: list[str] = field(default_factory=list)
+    open_targets: list[str] = field(default_factory=list)
+    why: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"candidates": self.candidates, "targets": self.targets,
+                "chosen": [{"from": s, "to": t, "why": self.why[s]} for s, t in self.chosen.items()],
+                "dropped": [{"module": s, "why": self.why[s]} for s in self.dropped],
+                "undecided": self.undecided}
+
+
+def _add(*scores: Score) -> Score:
+    return (sum(s[0] for s in scores), sum(s[1] for s in scores), sum(s[2] for s in scores))
+
+
+def _kept_in_order(srcs: Sequence[str], tgts: Sequence[str], anchors: Sequence[tuple[int, int]],
+                   spos: Mapping[str, int], tpos: Mapping[str, int]) -> list[list[int]]:
+    """For each (source, target): how many anchors (decided pairs) lie on the same side in both."""
+    by_src = sorted(anchors)
+    all_t = sorted(t for _, t in by_src)
+    before: list[int] = []
+    k, out = 0, []
+    for s in sorted(srcs, key=spos.__getitem__):
+        while k < len(by_src) and by_src[k][0] < spos[s]:
+            bisect.insort(before, by_src[k][1])
+            k += 1
+        row = []
+        for t in tgts:
+            q = tpos[t]
+            greater = len(all_t) - bisect.bisect_right(all_t, q)
+            greater_before = len(before) - bisect.bisect_right(before, q)
+            row.append(bisect.bisect_left(before, q) + greater - greater_before)
+        out.append(row)
+    order = {s: i for i, s in enumerate(sorted(srcs, key=spos.__getitem__))}
+    return [out[order[s]] for s in srcs]
+
+
+def _tables(w: list[list[Score]]) -> tuple[list[list[Score]], list[list[Score]]]:
+    """Best common-subsequence scores of every prefix pair (f) and every suffix pair (b)."""
+    n, m = len(w), len(w[0])
+    f = [[_ZERO] * (m + 1) for _ in range(n + 1)]
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            f[i][j] = max(f[i - 1][j], f[i][j - 1], _add(f[i - 1][j - 1], w[i - 1][j - 1]))
+    b = [[_ZERO] * (m + 1) for _ in range(n + 1)]
+    for i in range(n - 1, -1, -1):
+        for j in range(m - 1, -1, -1):
+            b[i][j] = max(b[i + 1][j], b[i][j + 1], _add(b[i + 1][j + 1], w[i][j]))
+    return f, b
+
+
+def by_order(srcs: Sequence[str], tgts: Sequence[str], anchors: Sequence[tuple[int, int]],
+             spos: Mapping[str, int], tpos: Mapping[str, int], similarity: Callable[[str, str], float],
+             margin: float) -> Decision:
+    """Settle one group (sources and targets in module order) against the ``anchors`` (positions)."""
+    d = Decision(list(srcs), list(tgts))
+    n, m = len(srcs), len(tgts)
+    if not n or not m or n * m > _MAX_CELLS:
+        d.undecided, d.open_targets = list(srcs), list(tgts)
+        d.why.update((s, "too many modules of one shape to align by order") for s in srcs)
+        return d
+    kept = _kept_in_order(srcs, tgts, anchors, spos, tpos)
+    w = [[(1, kept[i][j], similarity(srcs[i], tgts[j])) for j in range(m)] for i in range(n)]
+    f, b = _tables(w)
+    best = f[n][m]
+    open_t: set[int] = set()
+    for i, s in enumerate(srcs):
+        options: list[tuple[Score, int | None]] = [(_add(f[i][j], w[i][j], b[i + 1][j + 1]), j) for j in range(m)]
+        options.append((max(_add(f[i][j], b[i + 1][j]) for j in range(m + 1)), None))
+        top = sorted((o for o in options if o[0][:2] == best[:2]), key=lambda o: o[0][2], reverse=True)
+        if len(top) == 1:
+            _settle(d, s, top[0][1], tgts, "kept module order")
+        elif top[0][0][2] - top[1][0][2] >= margin:
+            j = top[0][1]
+            name = f"kept module order, then the closest name ({w[i][j][2]:.2f})" if j is not None else \
+                "kept module order, then closer names elsewhere"
+            _settle(d, s, j, tgts, name)
+        else:
+            d.undecided.append(s)
+            d.why[s] = "order and names cannot decide"
+            open_t.update(j for _, j in top if j is not None)
+    d.open_targets = [t for j, t in enumerate(tgts) if j in open_t and t not in d.chosen.values()]
+    return d
+
+
+def _settle(d: Decision, src: str, j: int | None, tgts: Sequence[str], why: str) -> None:
+    if j is None:
+        d.dropped.append(src)
+        d.why[src] = "out of module order" if why == "kept module order" else why.replace("kept", "lost on")
+    else:
+        d.chosen[src] = tgts[j]
+        d.why[src] = why
