@@ -71,3 +71,54 @@ def test_name_match_then_the_one_left():
     assert result.matches["conv1"] == ("model.conv1", "same shapes, the one left after name matches")
     assert result.matches["fc"] == ("model.fc", "unique shape signature")
     assert all(r.dst == "model." + r.src for r in p.mapping)
+
+
+FC = {"fc1.weight": (120, 400), "fc1.bias": (120,), "fc3.weight": (10, 84), "fc3.bias": (10,)}
+TARGET = {"backbone.0.weight": W, "backbone.0.bias": B, "backbone.3.weight": (16, 6, 5, 5), **FC}
+
+
+def test_order_picks_the_module_that_keeps_it():
+    src = {"conv1.weight": W, "conv1.bias": B, "conv2.weight": (16, 6, 5, 5), **FC, "conv_a.weight": W,
+           "conv_a.bias": B}
+    result, p = _run(src, TARGET)
+    assert result.matches["conv1"] == ("backbone.0", "kept module order; conv_a also fits backbone.0")
+    assert result.outvoted == {"conv_a": "out of module order; backbone.0 went to conv1"}
+    assert not result.ambiguous and not result.leftovers and not result.missing
+    (d,) = result.decisions
+    assert (d.candidates, d.chosen, d.dropped, d.undecided) == (["conv1", "conv_a"], {"conv1": "backbone.0"},
+                                                                ["conv_a"], [])
+    assert coverage({r.dst: src[r.src] for r in p.mapping}, Target(TARGET)).loads_strict
+
+
+def test_order_holds_when_the_source_registers_fc_first():
+    src = {**FC, "conv1.weight": W, "conv1.bias": B, "conv2.weight": (16, 6, 5, 5), "conv_a.weight": W,
+           "conv_a.bias": B}
+    result, _ = _run(src, TARGET)
+    assert result.matches["conv1"][0] == "backbone.0" and "conv_a" in result.outvoted
+
+
+def test_the_later_module_wins_when_the_target_puts_it_later():
+    src = {"conv_x.weight": W, "conv2.weight": (16, 6, 5, 5), "conv_y.weight": W}
+    tgt = {"stage.0.weight": (16, 6, 5, 5), "stage.1.weight": W}
+    result, _ = _run(src, tgt)
+    assert result.matches["conv_y"][0] == "stage.1" and list(result.outvoted) == ["conv_x"]
+
+
+def test_where_order_cannot_decide_names_break_the_tie():
+    src = {"x.cls.weight": (4, 4), "x.box.weight": (4, 4), "stem.weight": (2,)}
+    tgt = {"stem.weight": (2,), "pred_boxes.weight": (4, 4)}
+    result, p = _run(src, tgt)
+    assert result.matches["x.box"][0] == "pred_boxes"
+    assert result.matches["x.box"][1].startswith("kept module order, then the closest name")
+    assert p.forward["x.box.weight"] == "pred_boxes.weight" and "x.cls.weight" not in p.forward
+
+
+def test_where_order_and_names_cannot_decide_nothing_is_guessed():
+    src = {"stem.weight": (2,), "a1.weight": (4, 4), "a2.weight": (4, 4), "tail.weight": (3,)}
+    tgt = {"stem.weight": (2,), "blk.weight": (4, 4), "tail.weight": (3,)}
+    result, p = _run(src, tgt)
+    assert result.ambiguous == [(["a1", "a2"], ["blk"])] and not result.missing
+    (finding,) = [f for f in result.findings if f.code == "remap.ambiguous"]
+    assert "cannot tell a1, a2 apart; none of them was moved" in finding.message
+    assert finding.hint == "settle it with --map, e.g. --map a1=blk"
+    assert set(p.forward) == {"stem.weight", "tail.weight"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F  # noqa: N812 - torch's own idiom
@@ -149,3 +150,58 @@ def test_unfitting_optimizer_is_left_alone_with_a_finding_or_dropped(tmp_path, c
     out2 = tmp_path / "out2.pt"
     assert main(["remap", str(src), "-o", str(out2), "--add-prefix", "net", "--drop-optimizer"]) == 0
     assert set(torch.load(out2, weights_only=True)) == {"model", "epoch"}
+
+
+class FcFirst(nn.Module):
+    """Model1 with the fully connected layers registered before the convolutions.
+
+    Its parameters (and the optimizer's ids) run fc1, fc5, fc3, conv1, conv2, conv_a while Model2's
+    run backbone.0, backbone.3, fc1, fc5, fc3: alignment has to reorder the optimizer state too.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc5 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+        self.conv1 = nn.Conv2d(3, 6, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.conv_a = nn.Conv2d(3, 6, 5)  # never used: no gradient, no momentum
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        x = F.relu(self.fc1(torch.flatten(x, 1)))
+        return self.fc3(F.relu(self.fc5(x)))
+
+
+@pytest.mark.parametrize("stored", ["state_dict", "module"])
+def test_aligned_optimizer_follows_parameters_registered_fc_first(tmp_path, stored):
+    torch.manual_seed(11)
+    m1 = FcFirst()
+    o1 = torch.optim.SGD(m1.parameters(), lr=0.01, momentum=0.9)
+    g = torch.Generator().manual_seed(5)
+    for _ in range(2):
+        x, y = torch.randn(4, 3, 32, 32, generator=g), torch.randint(0, 10, (4,), generator=g)
+        o1.zero_grad()
+        F.cross_entropy(m1(x), y).backward()
+        o1.step()
+    src = tmp_path / "fc_first.pt"
+    torch.save({"model": m1.state_dict() if stored == "state_dict" else m1, "optimizer": o1.state_dict(),
+                "epoch": 2}, src)
+    out = tmp_path / "m2.pt"
+    assert main(["remap", str(src), "-o", str(out), "--like", str(FIXTURES / "model2_state_dict.pt")]) == 0
+    new = torch.load(out, weights_only=True)
+    m2 = Model2()
+    m2.load_state_dict(new["model"], strict=True)
+    o2 = torch.optim.SGD(m2.parameters(), lr=0.01, momentum=0.9)
+    o2.load_state_dict(new["optimizer"])
+    pairs = {f"{a}.{leaf}": f"{b}.{leaf}" for a, b in (("conv1", "backbone.0"), ("conv2", "backbone.3"),
+                                                       ("fc1", "fc1"), ("fc5", "fc5"), ("fc3", "fc3"))
+             for leaf in ("weight", "bias")}
+    for k1, k2 in pairs.items():
+        buf1 = o1.state[m1.get_parameter(k1)]["momentum_buffer"]
+        assert torch.equal(buf1, o2.state[m2.get_parameter(k2)]["momentum_buffer"]), k1
+    assert len(o2.state) == len(pairs)  # conv_a had no state and is gone with its module
+    _same_step(m1, o1, m2, o2, pairs)

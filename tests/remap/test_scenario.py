@@ -179,3 +179,56 @@ def test_back_to_named_matches_model1_without_conv_a(tmp_path):
     back, m1 = _load(out), _load(FIXTURES / "model1_state_dict.pt")
     assert list(back) == [k for k in m1 if not k.startswith("conv_a.")]
     assert all(torch.equal(back[k], m1[k]) for k in back)
+
+
+def _without_fc3(tmp_path, how: str):
+    """Model1's weights with fc3 left out (how="drop") or replaced by a 5-class head (how="shape")."""
+    sd = _load(FIXTURES / "model1_state_dict.pt")
+    sd = {k: v for k, v in sd.items() if not k.startswith("fc3.")}
+    if how == "shape":
+        head = torch.nn.Linear(84, 5)
+        sd.update({"fc3.weight": head.weight.detach(), "fc3.bias": head.bias.detach()})
+    src = tmp_path / f"model1_{how}.pt"
+    torch.save(sd, src)
+    return src, sd
+
+
+@pytest.mark.parametrize("how", ["drop", "shape"])
+@pytest.mark.parametrize("target", ["like", "model"])
+def test_partial_result_fails_and_is_not_written(tmp_path, capsys, how, target):
+    src, _ = _without_fc3(tmp_path, how)
+    out = tmp_path / "m2.pt"
+    assert _remap(src, out, target) == 1
+    assert not out.exists() and not list(tmp_path.glob(".*tmp*"))
+    last = capsys.readouterr().out.rstrip().splitlines()[-1]
+    assert "load_state_dict(strict=True)" in last and "would fail: 2 missing" in last
+    assert "nothing written" in last and "--allow-partial" in last
+
+
+def test_partial_dry_run_exits_1_and_json_says_partial(tmp_path, capsys):
+    src, _ = _without_fc3(tmp_path, "drop")
+    assert main(["remap", str(src), *HOW["like"], "--dry-run", "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["partial"] is True and doc["output"] is None
+    assert doc["coverage"]["missing"] == ["fc3.weight", "fc3.bias"]
+
+
+def test_allow_partial_writes_what_torch_reports_as_missing(tmp_path, capsys):
+    src, sd = _without_fc3(tmp_path, "drop")
+    out = tmp_path / "m2.pt"
+    assert _remap(src, out, "like", "--allow-partial") == 1  # written, and still not a success
+    assert "wrote the partial file anyway" in capsys.readouterr().out.rstrip().splitlines()[-1]
+    new = _load(out)
+    with pytest.raises(RuntimeError, match="Missing key"):
+        Model2().load_state_dict(new, strict=True)
+    keys = Model2().load_state_dict(new, strict=False)
+    assert keys.missing_keys == ["fc3.weight", "fc3.bias"] and keys.unexpected_keys == []
+    assert torch.equal(new["backbone.0.weight"], sd["conv1.weight"])
+    assert torch.equal(new["fc5.bias"], sd["fc5.bias"])
+
+
+def test_strict_makes_a_partial_result_a_usage_error(tmp_path, capsys):
+    src, _ = _without_fc3(tmp_path, "drop")
+    out = tmp_path / "m2.pt"
+    assert _remap(src, out, "model", "--map", "conv1=backbone.0", "--strict") == 2
+    assert not out.exists() and "remap-conflict" in capsys.readouterr().err

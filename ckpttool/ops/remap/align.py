@@ -201,7 +201,7 @@ def _ambiguity_finding(d: Decision, sig: Signature) -> Finding:
     parts = [f"{_few(d.candidates)} all fit {_few(d.targets)} (same shapes: {shapes})"]
     parts += [f"chose {s} -> {t}: {d.why[s]}" for s, t in d.chosen.items()]
     if d.dropped:
-        parts.append(f"dropped {_few(d.dropped)}: out of module order")
+        parts.append("dropped " + _few([f"{s} ({d.why[s]})" for s in d.dropped]))
     if d.undecided:
         parts.append(f"order and names cannot tell {_few(d.undecided)} apart; none of them was moved")
         hint = f"settle it with --map, e.g. --map {d.undecided[0]}={(d.open_targets or d.targets)[0]}"

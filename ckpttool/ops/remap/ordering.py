@@ -101,12 +101,12 @@ def by_order(srcs: Sequence[str], tgts: Sequence[str], anchors: Sequence[tuple[i
         options.append((max(_add(f[i][j], b[i + 1][j]) for j in range(m + 1)), None))
         top = sorted((o for o in options if o[0][:2] == best[:2]), key=lambda o: o[0][2], reverse=True)
         if len(top) == 1:
-            _settle(d, s, top[0][1], tgts, "kept module order")
+            _settle(d, s, top[0][1], tgts, "kept module order", "out of module order")
         elif top[0][0][2] - top[1][0][2] >= margin:
             j = top[0][1]
-            name = f"kept module order, then the closest name ({w[i][j][2]:.2f})" if j is not None else \
-                "kept module order, then closer names elsewhere"
-            _settle(d, s, j, tgts, name)
+            score = f"{w[i][j][2]:.2f}" if j is not None else ""
+            _settle(d, s, j, tgts, f"kept module order, then the closest name ({score})",
+                    "as good in module order, but other names are closer")
         else:
             d.undecided.append(s)
             d.why[s] = "order and names cannot decide"
@@ -115,10 +115,10 @@ def by_order(srcs: Sequence[str], tgts: Sequence[str], anchors: Sequence[tuple[i
     return d
 
 
-def _settle(d: Decision, src: str, j: int | None, tgts: Sequence[str], why: str) -> None:
+def _settle(d: Decision, src: str, j: int | None, tgts: Sequence[str], kept: str, dropped: str) -> None:
     if j is None:
         d.dropped.append(src)
-        d.why[src] = "out of module order" if why == "kept module order" else why.replace("kept", "lost on")
+        d.why[src] = dropped
     else:
         d.chosen[src] = tgts[j]
-        d.why[src] = why
+        d.why[src] = kept
