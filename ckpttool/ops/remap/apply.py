@@ -17,6 +17,7 @@ from ckpttool.layouts.base import as_state_dict
 from ckpttool.model import Checkpoint, Finding, PickledDict, StateDict, Stub, TensorRef
 from ckpttool.modules import is_module, module_state_dict
 from ckpttool.ops.remap.optimizer import OptimizerRemap, remap_optimizer
+from ckpttool.ops.remap.param_groups import ParamContext, module_classes, ultralytics_frozen
 from ckpttool.ops.remap.plan import RemapPlan, plan
 from ckpttool.ops.remap.rules import Rule, under
 from ckpttool.tree import MAX_NODES, children, walk
@@ -175,6 +176,16 @@ def _optimizers(ckpt: Checkpoint) -> list[tuple[str, dict[str, Any]]]:
     return [(sec.source, sec.value)] if sec is not None and isinstance(sec.value, dict) else []
 
 
+def _param_context(ckpt: Checkpoint) -> ParamContext:
+    """Module classes of a pickled model, and what an ultralytics trainer froze (left out of its groups)."""
+    model = ckpt.sections.get("model")
+    classes = module_classes(model.value) if model is not None else {}
+    tree = ckpt.tree
+    frozen = ultralytics_frozen(tree.get("train_args")) if ckpt.layout == "ultralytics" and isinstance(
+        tree, dict) else ()
+    return ParamContext(classes, frozen, prefer=f"{ckpt.layout} groups")
+
+
 def apply_rules(ckpt: Checkpoint, rules: Sequence[Rule], model_plan: RemapPlan, *,
                 new_order: Sequence[str] | None = None, drop_optimizer: bool = False) -> Applied:
     """The checkpoint tree with ``rules`` applied to every state_dict and the optimizer carried along."""
@@ -203,7 +214,8 @@ def apply_rules(ckpt: Checkpoint, rules: Sequence[Rule], model_plan: RemapPlan, 
             continue
         if model is None or model.state_dict is None:
             continue
-        done = remap_optimizer(opt, model.state_dict, model_plan.forward, new_order, where=source)
+        done = remap_optimizer(opt, model.state_dict, model_plan.forward, new_order, where=source,
+                               ctx=_param_context(ckpt))
         result.optimizers.append(done)
         result.findings += done.findings
         if done.value is not None:

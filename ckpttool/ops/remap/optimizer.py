@@ -2,23 +2,23 @@
 
 ``optimizer.state_dict()`` names parameters by position: ``param_groups[*]['params']`` hold ids
 numbered in group order, and ``state`` is keyed by those ids. Which id is which model key is not
-stored, so it is inferred: the model's parameters in ``parameters()`` order, split into the groups
-by the usual recipes (one group; contiguous blocks; YOLOv5 bias / weight / norm-weight groups; timm
-decay / no-decay groups). A recipe counts only when the group sizes fit and every state tensor has
-its parameter's shape; when no recipe, or two different ones, fit, the optimizer is left as it was
+stored, so it is inferred: the model's parameters in ``parameters()`` order (all of them, the
+trainable ones, or those the trainer did not freeze), split into the groups by the usual recipes
+(``param_groups``). A recipe counts only when the group sizes fit and every state tensor has its
+parameter's shape; when no recipe, or two different ones, fit, the optimizer is left as it was
 with a finding. Dropped parameters then drop their state; the rest are renumbered in the new
 model's parameter order, group by group, as ``state_dict()`` of the new model's optimizer would.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ckpttool.model import Finding, StateDict, TensorRef
 from ckpttool.modules import is_buffer_name
+from ckpttool.ops.remap.param_groups import ParamContext, candidates
 
 __all__ = ["OptimizerRemap", "parameter_keys", "remap_optimizer", "infer_ids"]
 
@@ -57,48 +57,6 @@ def parameter_keys(sd: StateDict) -> tuple[list[str], bool]:
     return out, guessed
 
 
-def _yolov5_class(key: str, keys: set[str], shapes: Mapping[str, tuple[int, ...]]) -> str:
-    module, _, leaf = key.rpartition(".")
-    if leaf == "bias":
-        return "bias"
-    if leaf == "weight" and f"{module}.running_mean" in keys:
-        return "norm-weight"
-    return "weight"
-
-
-def _timm_class(key: str, keys: set[str], shapes: Mapping[str, tuple[int, ...]]) -> str:
-    return "no-decay" if len(shapes[key]) <= 1 or key.endswith(".bias") else "decay"
-
-
-_CLASSIFIERS: tuple[tuple[str, Callable[[str, set[str], Mapping[str, tuple[int, ...]]], str]], ...] = (
-    ("yolov5 groups", _yolov5_class), ("timm decay groups", _timm_class))
-
-
-def _candidates(params: list[str], sizes: list[int], all_keys: set[str],
-                shapes: Mapping[str, tuple[int, ...]]) -> list[tuple[str, list[str]]]:
-    """(recipe, keys in flattened-id order) for every recipe whose group sizes fit."""
-    out: list[tuple[str, list[str]]] = []
-    blocks, start = [], 0
-    for n in sizes:
-        blocks += params[start:start + n]
-        start += n
-    out.append(("parameters() order" if len(sizes) == 1 else "contiguous groups", blocks))
-    if len(sizes) == 1:
-        return out
-    for name, classify in _CLASSIFIERS:
-        classes: dict[str, list[str]] = {}
-        for key in params:
-            classes.setdefault(classify(key, all_keys, shapes), []).append(key)
-        full = [i for i, n in enumerate(sizes) if n]
-        if len(full) != len(classes):
-            continue
-        for labels in itertools.permutations(classes):
-            if all(len(classes[lab]) == sizes[g] for g, lab in zip(full, labels)):
-                order = dict(zip(full, labels))
-                out.append((name, [k for g in range(len(sizes)) if g in order for k in classes[order[g]]]))
-    return out
-
-
 def _fits(ids: list[Any], keys: list[str], state: Mapping[Any, Any], shapes: Mapping[str, tuple[int, ...]]) -> bool:
     """Every non-scalar state tensor has the shape of the parameter its id is assigned to."""
     for pid, key in zip(ids, keys):
@@ -111,13 +69,28 @@ def _fits(ids: list[Any], keys: list[str], state: Mapping[Any, Any], shapes: Map
     return True
 
 
-def infer_ids(opt: Mapping[str, Any], sd: StateDict) -> tuple[dict[Any, str] | None, str, list[Finding]]:
+def _parameter_lists(params: list[str], guessed: bool, n_ids: int, sd: StateDict,
+                     ctx: ParamContext) -> list[list[str]]:
+    """The parameter lists an optimizer of ``n_ids`` ids may have been built from."""
+    lists = [params]
+    if not guessed:  # frozen parameters are often left out of the optimizer
+        lists.append([k for k in params if sd[k].requires_grad])
+    if ctx.frozen:
+        lists.append([k for k in params if not any(f in k for f in ctx.frozen)])
+    out: list[list[str]] = []
+    for keys in lists:
+        if len(keys) == n_ids and keys not in out:
+            out.append(keys)
+    return out
+
+
+def infer_ids(opt: Mapping[str, Any], sd: StateDict,
+              ctx: ParamContext | None = None) -> tuple[dict[Any, str] | None, str, list[Finding]]:
     """Which model key each optimizer id stands for; (None, reason, findings) when that is not certain."""
     groups, state = opt.get("param_groups"), opt.get("state")
     if not isinstance(groups, list) or not isinstance(state, dict) or not all(
             isinstance(g, dict) and isinstance(g.get("params"), list) for g in groups):
         return None, "not a torch optimizer state_dict (state + param_groups)", []
-    sizes = [len(g["params"]) for g in groups]
     ids = [pid for g in groups for pid in g["params"]]
     named = [n for g in groups for n in g.get("param_names") or ()]
     if len(named) == len(ids) and len(set(ids)) == len(ids) and all(n in sd for n in named):
@@ -129,16 +102,16 @@ def infer_ids(opt: Mapping[str, Any], sd: StateDict) -> tuple[dict[Any, str] | N
                                 "the model's parameters were told apart from its buffers by name (running_*, "
                                 "num_batches_tracked are buffers); the optimizer state was checked against them",
                                 where="optimizer"))
-    if len(ids) != len(params) and not guessed:  # frozen parameters are often left out of the optimizer
-        trainable = [k for k in params if sd[k].requires_grad]
-        params = trainable if len(trainable) == len(ids) else params
-    if len(ids) != len(params) or len(set(ids)) != len(ids):
+    ctx = ctx or ParamContext()
+    lists = _parameter_lists(params, guessed, len(ids), sd, ctx)
+    if not lists or len(set(ids)) != len(ids):
         return None, f"it holds {len(ids)} parameter ids and the model has {len(params)} parameters", findings
     shapes = {k: tuple(sd[k].shape) for k in params}
     fitting: dict[tuple[str, ...], str] = {}
-    for recipe, keys in _candidates(params, sizes, set(sd), shapes):
-        if _fits(ids, keys, state, shapes):
-            fitting.setdefault(tuple(keys), recipe)
+    for keys_in_order in lists:
+        for recipe, keys in candidates(keys_in_order, groups, set(sd), shapes, ctx):
+            if _fits(ids, keys, state, shapes):
+                fitting.setdefault(tuple(keys), recipe + ("" if keys_in_order is params else ", frozen left out"))
     if len(fitting) != 1:
         why = ("no grouping recipe fits its group sizes and state shapes" if not fitting else
                f"{len(fitting)} groupings fit equally ({', '.join(fitting.values())})")
@@ -148,13 +121,14 @@ def infer_ids(opt: Mapping[str, Any], sd: StateDict) -> tuple[dict[Any, str] | N
 
 
 def remap_optimizer(opt: Mapping[str, Any], sd: StateDict, forward: Mapping[str, str],
-                    new_order: Sequence[str] | None, where: str = "optimizer") -> OptimizerRemap:
+                    new_order: Sequence[str] | None, where: str = "optimizer",
+                    ctx: ParamContext | None = None) -> OptimizerRemap:
     """The optimizer dict with state moved to the new parameter positions (see module docstring).
 
     ``forward`` maps old key -> new key for kept keys; ``new_order`` is the new model's key order
     (None: the remapped keys keep the old order).
     """
-    id_to_key, recipe, findings = infer_ids(opt, sd)
+    id_to_key, recipe, findings = infer_ids(opt, sd, ctx)
     if id_to_key is None:
         findings.append(Finding("remap.optimizer-unmapped", "warn",
                                 f"optimizer state left as it was: {recipe}", where=where,
