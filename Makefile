@@ -28,10 +28,10 @@ demo: setup
 	@echo "== ckpttool diff: the same weights as .pt and .safetensors (exit 0), then a training run against its release (exit 1)"
 	$(CKPT) diff fixtures/model1_state_dict.pt fixtures/model1_state_dict.safetensors
 	-$(CKPT) diff fixtures/model1_train.pt fixtures/model1_release.pt --section meta
-	@echo "== ckpttool remap: named layers -> Sequential backbone; the conv1/conv_a ambiguity reported, then settled"
+	@echo "== ckpttool remap: named layers -> Sequential backbone; --like settles conv1/conv_a by module order (diff: equal)"
 	$(CKPT) remap fixtures/model1_train.pt --to sequential --layout fixtures/model1_to_model2.toml --dry-run --quiet
 	$(CKPT) remap fixtures/model1_state_dict.pt --like fixtures/model2_state_dict.pt --dry-run --quiet
-	$(CKPT) remap fixtures/model1_state_dict.pt -o $(DEMO)/model2_from_model1.pt --force --like fixtures/model2_state_dict.pt --map conv1=backbone.0 --quiet
+	$(CKPT) remap fixtures/model1_state_dict.pt -o $(DEMO)/model2_from_model1.pt --force --like fixtures/model2_state_dict.pt --quiet
 	$(CKPT) diff $(DEMO)/model2_from_model1.pt fixtures/model2_state_dict.pt
 	$(CKPT) remap fixtures/model1_train.pt -o $(DEMO)/model2_train.pt --force --to sequential --layout fixtures/model1_to_model2.toml --quiet
 	@echo "== ckpttool extract-ema: the EMA of a YOLOv5-style checkpoint, checked against the raw weights"
