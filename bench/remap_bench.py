@@ -6,7 +6,9 @@ processes, best of ``--repeat``, with each child's peak RSS from ``wait4``:
 
 * renaming every layer (``--map model.layers=model.blocks``), ckpttool vs the torch script;
 * the same on the training dict (ckpttool also moves the optimizer state, the script does not);
-* planning only: ``--dry-run`` with ``--like`` alignment against a reference of the renamed keys.
+* planning only: ``--dry-run`` with ``--like`` alignment against a reference of the renamed keys,
+  and against one a layer short (every group of same-shaped modules goes to the order stage, which
+  can tell nothing apart there: the worst case, and nothing may be guessed).
 
     python bench/remap_bench.py [--gb 1] [--repeat 2]
 """
@@ -36,6 +38,11 @@ def paths(gb: float) -> tuple[Path, Path, Path]:
     return BENCH_DIR / f"remap_sd_{gb}.pt", BENCH_DIR / f"remap_train_{gb}.pt", BENCH_DIR / f"remap_ref_{gb}.pt"
 
 
+def short_ref_path(gb: float) -> Path:
+    """The renamed reference without its last layer."""
+    return BENCH_DIR / f"remap_ref_short_{gb}.pt"
+
+
 def build(gb: float) -> None:
     """Write the three files once (run in a child, so this process's peak RSS does not leak into
     the timed children: Linux children inherit ``ru_maxrss`` across fork)."""
@@ -50,6 +57,11 @@ def build(gb: float) -> None:
         # shapes only: one element per tensor, expanded with stride 0
         torch.save({k.replace("model.layers.", "model.blocks.", 1): torch.zeros((), dtype=v.dtype).expand(v.shape)
                     for k, v in sd.items()}, ref_path)
+    short = short_ref_path(gb)
+    if not short.exists():
+        last = max(int(k.split(".")[2]) for k in sd)
+        torch.save({k.replace("model.layers.", "model.blocks.", 1): torch.zeros((), dtype=v.dtype).expand(v.shape)
+                    for k, v in sd.items() if not k.startswith(f"model.layers.{last}.")}, short)
     if not train_path.exists():
         params = [torch.nn.Parameter(t) for t in sd.values()]
         opt = torch.optim.SGD(params, lr=0.1, momentum=0.9)
@@ -87,6 +99,8 @@ def main() -> None:
         row(f"{label}: torch.load(mmap=True) + rename + torch.save", [PY, "-c", BASELINE, str(src), str(out), "mmap"])
     row(f"plan only: --like alignment of {n} tensors, --dry-run", ckpttool_cmd(
         "remap", str(sd_path), "--like", str(ref_path), "--dry-run", "--json"))
+    row(f"plan only: --like a reference one layer short ({n} tensors, order stage), --dry-run", ckpttool_cmd(
+        "remap", str(sd_path), "--like", str(short_ref_path(args.gb)), "--dry-run", "--json"))
     print("| case | best wall (s) | peak RSS (MiB) |\n|---|---:|---:|")
     for name, wall, rss in rows:
         print(f"| {name} | {wall:.2f} | {rss:.0f} |")

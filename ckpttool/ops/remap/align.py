@@ -179,9 +179,10 @@ def _order_groups(pending: list[tuple[Signature, list[str], list[str]]], src: di
     spos = {m: i for i, m in enumerate(src)}
     tpos = {m: i for i, m in enumerate(tgt)}
     anchors = [(spos[s], tpos[t]) for s, (t, _) in result.matches.items()]
+    spelled = {m: _spelling(m) for _, srcs, tgts in pending for m in (*srcs, *tgts)}
     for sig, srcs, tgts in pending:
         decision = by_order(srcs, tgts, anchors, spos, tpos,
-                            lambda a, b: _similarity(_spelling(a), _spelling(b)), _SIM_MARGIN)
+                            lambda a, b: _similarity(spelled[a], spelled[b]), _SIM_MARGIN)
         result.decisions.append(decision)
         for s, t in decision.chosen.items():
             others = [o for o in srcs if o != s]

@@ -17,9 +17,8 @@ from typing import Any
 
 __all__ = ["Decision", "by_order"]
 
-Score = tuple[int, int, float]  # (pairs, decided modules kept in order, name similarity)
-_ZERO: Score = (0, 0, 0.0)
 _MAX_CELLS = 250_000  # groups beyond this many (source, target) pairs are left undecided
+_SIM_STEPS = 1000  # name similarity in thousandths, so that scores are exact integers
 
 
 @dataclass
@@ -39,10 +38,6 @@ class Decision:
                 "chosen": [{"from": s, "to": t, "why": self.why[s]} for s, t in self.chosen.items()],
                 "dropped": [{"module": s, "why": self.why[s]} for s in self.dropped],
                 "undecided": self.undecided}
-
-
-def _add(*scores: Score) -> Score:
-    return (sum(s[0] for s in scores), sum(s[1] for s in scores), sum(s[2] for s in scores))
 
 
 def _kept_in_order(srcs: Sequence[str], tgts: Sequence[str], anchors: Sequence[tuple[int, int]],
@@ -67,17 +62,19 @@ def _kept_in_order(srcs: Sequence[str], tgts: Sequence[str], anchors: Sequence[t
     return [out[order[s]] for s in srcs]
 
 
-def _tables(w: list[list[Score]]) -> tuple[list[list[Score]], list[list[Score]]]:
+def _tables(w: list[list[int]]) -> tuple[list[list[int]], list[list[int]]]:
     """Best common-subsequence scores of every prefix pair (f) and every suffix pair (b)."""
     n, m = len(w), len(w[0])
-    f = [[_ZERO] * (m + 1) for _ in range(n + 1)]
+    f = [[0] * (m + 1) for _ in range(n + 1)]
     for i in range(1, n + 1):
+        row, up, wi = f[i], f[i - 1], w[i - 1]
         for j in range(1, m + 1):
-            f[i][j] = max(f[i - 1][j], f[i][j - 1], _add(f[i - 1][j - 1], w[i - 1][j - 1]))
-    b = [[_ZERO] * (m + 1) for _ in range(n + 1)]
+            row[j] = max(up[j], row[j - 1], up[j - 1] + wi[j - 1])
+    b = [[0] * (m + 1) for _ in range(n + 1)]
     for i in range(n - 1, -1, -1):
+        row, down, wi = b[i], b[i + 1], w[i]
         for j in range(m - 1, -1, -1):
-            b[i][j] = max(b[i + 1][j], b[i][j + 1], _add(b[i + 1][j + 1], w[i][j]))
+            row[j] = max(down[j], row[j + 1], down[j + 1] + wi[j])
     return f, b
 
 
@@ -92,19 +89,25 @@ def by_order(srcs: Sequence[str], tgts: Sequence[str], anchors: Sequence[tuple[i
         d.why.update((s, "too many modules of one shape to align by order") for s in srcs)
         return d
     kept = _kept_in_order(srcs, tgts, anchors, spos, tpos)
-    w = [[(1, kept[i][j], similarity(srcs[i], tgts[j])) for j in range(m)] for i in range(n)]
+    # one exact integer per pair, compared tier by tier: pairs, then modules kept in order, then names
+    k_order = _SIM_STEPS * min(n, m) + 1
+    k_pairs = k_order * (len(anchors) * min(n, m) + 1)
+    sims = [[round(similarity(a, t) * _SIM_STEPS) for t in tgts] for a in srcs]
+    w = [[k_pairs + kept[i][j] * k_order + sims[i][j] for j in range(m)] for i in range(n)]
     f, b = _tables(w)
-    best = f[n][m]
+    best = f[n][m] // k_order
     open_t: set[int] = set()
     for i, s in enumerate(srcs):
-        options: list[tuple[Score, int | None]] = [(_add(f[i][j], w[i][j], b[i + 1][j + 1]), j) for j in range(m)]
-        options.append((max(_add(f[i][j], b[i + 1][j]) for j in range(m + 1)), None))
-        top = sorted((o for o in options if o[0][:2] == best[:2]), key=lambda o: o[0][2], reverse=True)
+        fi, bi, wi = f[i], b[i + 1], w[i]
+        options: list[tuple[int, int | None]] = [(fi[j] + wi[j] + bi[j + 1], j) for j in range(m)]
+        options.append((max(fi[j] + bi[j] for j in range(m + 1)), None))
+        top = sorted(((sc % k_order, j) for sc, j in options if sc // k_order == best), reverse=True,
+                     key=lambda o: o[0])
         if len(top) == 1:
             _settle(d, s, top[0][1], tgts, "kept module order", "out of module order")
-        elif top[0][0][2] - top[1][0][2] >= margin:
+        elif top[0][0] - top[1][0] >= margin * _SIM_STEPS:
             j = top[0][1]
-            score = f"{w[i][j][2]:.2f}" if j is not None else ""
+            score = f"{sims[i][j] / _SIM_STEPS:.2f}" if j is not None else ""
             _settle(d, s, j, tgts, f"kept module order, then the closest name ({score})",
                     "as good in module order, but other names are closer")
         else:
