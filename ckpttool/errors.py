@@ -17,6 +17,9 @@ __all__ = [
     "TruncatedFile",
     "CorruptPickle",
     "ResourceLimit",
+    "NestingLimit",
+    "ExpansionLimit",
+    "InflationLimit",
     "UnsupportedFormat",
     "SectionNotFound",
     "UnsafeContent",
@@ -68,6 +71,26 @@ class ResourceLimit(UnreadableCheckpoint):
     """The input asks for more depth, nodes or bytes than a file of its size can honestly need."""
 
     reference = "resource-limit"
+    # the finding ``scan`` reports for it: a file built to exhaust its reader is suspicious
+    trap: ClassVar[str] = "resource.limit"
+
+
+class NestingLimit(ResourceLimit):
+    """Nesting deeper than loaders survive (a deep tuple hashed as a dict key crashes CPython)."""
+
+    trap = "resource.deep-nesting"
+
+
+class ExpansionLimit(ResourceLimit):
+    """Shared (memoised) objects whose logical expansion is out of all proportion to the file."""
+
+    trap = "resource.memo-explosion"
+
+
+class InflationLimit(ResourceLimit):
+    """A compressed record that inflates far beyond what its compressed size can honestly hold."""
+
+    trap = "resource.zip-bomb"
 
 
 class UnsupportedFormat(CkptError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ckpttool.errors import ResourceLimit
+from ckpttool.errors import NestingLimit, ResourceLimit
 from ckpttool.model import Stub
 
 __all__ = ["walk", "children", "join", "MAX_NODES", "MAX_DEPTH", "get_path"]
@@ -59,7 +59,7 @@ def walk(root: Any, *, max_nodes: int = MAX_NODES, max_depth: int = MAX_DEPTH
                 continue
             seen.add(id(obj))
             if depth > max_depth:
-                raise ResourceLimit(f"the object tree nests deeper than {max_depth} levels")
+                raise NestingLimit(f"the object tree nests deeper than {max_depth} levels")
         yield path, obj
         if isinstance(obj, dict | list | tuple | Stub):
             kids = list(children(obj))

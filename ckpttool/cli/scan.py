@@ -21,11 +21,19 @@ def command(paths: tuple[Path, ...], verbose: bool, as_json: bool) -> int:
     classed as plain data, a class read as a stand-in, or dangerous (could run code).
 
     \b
-    Exit status: 0 all clean, 1 something dangerous found, 2 a file could not be read.
+    Status of each file:
+      clean       plain data and classes read as stand-ins only
+      suspicious  built to exhaust whoever loads it (memo explosion, self-containing list or dict,
+                  nesting no loader survives, zip bomb): resource.* findings
+      code        a TorchScript archive: loading it compiles and runs its code files
+      dangerous   names a global that could run code if called
+      unreadable  could not be read (also one error line per file on stderr)
+    Exit status: 0 all clean, 1 a file is suspicious, code or dangerous, 2 a file could not be
+    read (and none gave 1).
     \b
     Examples:
       ckpttool scan downloads/*.pt
-      ckpttool scan model.bin --json | jq '.files[].dangerous'
+      ckpttool scan model.bin --json | jq '.files[].status'
     """
     from ckpttool.ops.scan import scan_files
 
@@ -36,4 +44,6 @@ def command(paths: tuple[Path, ...], verbose: bool, as_json: bool) -> int:
         from ckpttool.report.scan import render_scan
 
         print_renderable(*render_scan(report, verbose=verbose))
+    for error in report.errors:  # scripts see every file that was not read to the end
+        click.echo(f"ckpttool: {error.one_line()}", err=True)
     return report.exit_code

@@ -11,7 +11,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from ckpttool.errors import ResourceLimit, TruncatedFile
+from ckpttool.errors import InflationLimit, TruncatedFile
 from ckpttool.model import CHUNK_BYTES
 
 __all__ = ["FileSource", "DeflatedSource"]
@@ -80,7 +80,7 @@ class DeflatedSource:
         self.compressed = compressed
         self.size = size
         if size > max(compressed, 1) * self.MAX_RATIO:
-            raise ResourceLimit(
+            raise InflationLimit(
                 f"a zip member claims {size} bytes from {compressed} compressed bytes", path=file.path)
 
     def _inflate(self) -> Iterator[bytes]:
@@ -96,7 +96,7 @@ class DeflatedSource:
             out = inflater.decompress(piece, self.size - produced + 1)
             produced += len(out)
             if produced > self.size:
-                raise ResourceLimit("a zip member inflates past its declared size", path=self.path)
+                raise InflationLimit("a zip member inflates past its declared size", path=self.path)
             yield out
         tail = inflater.flush()
         if produced + len(tail) != self.size:

@@ -21,6 +21,7 @@ import sys
 from typing import Literal
 
 from ckpttool.dtypes import DTYPES
+from ckpttool.io.pickle.benign_globals import BENIGN_DATA_GLOBALS, BENIGN_STAND_INS
 
 __all__ = ["GlobalKind", "classify", "DATA_GLOBALS"]
 
@@ -82,6 +83,7 @@ DATA_GLOBALS: frozenset[str] = frozenset(
     | {f"torch.{name}" for name in _TORCH_DTYPE_NAMES}
     | {f"torch.{name}" for name in _STORAGE_CLASSES}
     | {f"torch.cuda.{name}" for name in _STORAGE_CLASSES}
+    | BENIGN_DATA_GLOBALS
 )
 
 # Whole modules that can run code, spawn processes, import, or reach files and the network.
@@ -171,6 +173,8 @@ def classify(module: str, name: str) -> GlobalKind:
     fullname = f"{module}.{name}"
     if fullname in DATA_GLOBALS:
         return "data"
+    if fullname in BENIGN_STAND_INS:
+        return "stub"
     parts = _parts(fullname)
     # The module a pickle imports by its root name, and any part of the attribute walk after it:
     # ``mmcv.fileio.io`` is mmcv's own submodule, but ``('pathlib', 'os.system')`` walks into os.

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ckpttool.errors import CorruptPickle, ResourceLimit, TruncatedFile
+from ckpttool.errors import CorruptPickle, ExpansionLimit, NestingLimit, TruncatedFile
 from ckpttool.io.pickle.globals_policy import GlobalKind, classify
 from ckpttool.io.pickle.opcodes import HANDLERS, PUSHED_CONSTANTS, Opcodes
 from ckpttool.io.pickle.rebuild import call_global
@@ -132,7 +132,7 @@ class SafeUnpickler(Opcodes):
                 depth = max(depth, d + 1)
                 size += n
         if depth > MAX_TUPLE_DEPTH:
-            raise ResourceLimit(f"tuples nested deeper than {MAX_TUPLE_DEPTH} levels")
+            raise NestingLimit(f"tuples nested deeper than {MAX_TUPLE_DEPTH} levels")
         value = tuple(items)
         if depth > 1:
             self._tuple_shape[id(value)] = (depth, size)
@@ -149,13 +149,13 @@ class SafeUnpickler(Opcodes):
                 cost += 1
         self._hash_budget -= cost
         if self._hash_budget < 0:
-            raise ResourceLimit("dict keys or set members that share their elements need too much "
+            raise ExpansionLimit("dict keys or set members that share their elements need too much "
                                 "hashing for the size of the pickle")
 
     def _spend(self, n: int = 1) -> None:
         self._budget -= n
         if self._budget < 0:
-            raise ResourceLimit("the pickle builds more objects than its size allows")
+            raise ExpansionLimit("the pickle builds more objects than its size allows")
 
     # ----- globals and calls --------------------------------------------------
     def _global(self, module: Any, name: Any) -> GlobalRef:

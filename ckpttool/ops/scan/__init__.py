@@ -1,0 +1,70 @@
+"""``scan``: what each file's pickles name and how its bytes are built, summed up as one status.
+
+Reads every pickle in the file (all five of a legacy stream, every ``.pkl`` member of an
+archive) and keeps what was decoded before any parse error: a payload followed by garbage is
+still reported. Globals are classed data, stand-in or dangerous; a TorchScript archive is code;
+structures built to exhaust a loader (memo explosions, self-containing containers, nesting no
+loader survives, zip bombs) are suspicious. A file that cannot be read is never called clean.
+Nothing here imports torch or reads tensor bytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ckpttool.errors import CkptError, ResourceLimit
+from ckpttool.io import READER_BUG_ERRORS, read_tree, reader_bug
+from ckpttool.io.pickle.findings import pickle_findings
+from ckpttool.model import Finding
+from ckpttool.ops.scan.archive import archive_facts
+from ckpttool.ops.scan.result import FAILING_STATUSES, STATUSES, FileScan, ScanReport
+from ckpttool.ops.scan.traps import tree_traps
+
+__all__ = ["FileScan", "ScanReport", "STATUSES", "FAILING_STATUSES", "scan_files", "scan_file"]
+
+
+def _record_error(result: FileScan, exc: CkptError, where: str | None = None) -> None:
+    """Keep the first read error; a reader limit is also the trap finding it stands for."""
+    if exc.path is None:
+        exc.path = result.path
+    if result.error is None:
+        result.error = exc
+    if isinstance(exc, ResourceLimit):
+        result.findings.append(Finding(exc.trap, "error", exc.message, where=where,
+                                       hint="the reader stopped at its limit; the file asks for more "
+                                            "than a file of its size can honestly need"))
+
+
+def scan_file(path: Path) -> FileScan:
+    """Scan one file; errors are recorded in the result, with the globals met before them."""
+    result = FileScan(path=path)
+    archive = archive_facts(path) if path.is_file() else None
+    if archive is not None:
+        result.code_files = archive.code_files
+        result.findings += archive.findings
+    try:
+        read = read_tree(path, keep_going=True)
+    except CkptError as exc:
+        _record_error(result, exc)
+        return result
+    except (RecursionError, MemoryError, *READER_BUG_ERRORS) as exc:
+        # a reader bug must not stop a multi-file scan, and an unread file is never clean
+        result.error = reader_bug(path, exc)
+        return result
+    result.format = read.format
+    globals_, findings = pickle_findings(read.loads, read.tree)
+    result.globals = globals_
+    result.findings += findings
+    result.findings += [Finding("format.anomaly", "warn", a) for a in read.anomalies]
+    for load in read.loads:
+        if load.error is not None:
+            _record_error(result, load.error, load.where)
+    values = {id(load.value): (load.where, load.value) for load in read.loads if load.value is not None}
+    if not read.loads and read.tree is not None:
+        values[id(read.tree)] = ("<root>", read.tree)
+    result.findings += tree_traps(list(values.values()))
+    return result
+
+
+def scan_files(paths: list[Path]) -> ScanReport:
+    return ScanReport([scan_file(p) for p in paths])

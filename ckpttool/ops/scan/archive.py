@@ -1,0 +1,65 @@
+"""What a zip archive's directory alone tells a scan: code torch would compile, records that inflate hugely.
+
+Read from the central directory (no member data): a TorchScript archive (``code/`` members or a
+``constants.pkl``, the test ``torch.load`` itself uses to hand a file to ``torch.jit.load``) carries
+Python-like code that loading compiles and runs; a deflated record whose declared size is far
+beyond the size of the whole file is a zip bomb for any reader that inflates it in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ckpttool.errors import CkptError
+from ckpttool.io.formats.zip_index import read_zip_index
+from ckpttool.model import Finding
+
+__all__ = ["ArchiveFacts", "archive_facts", "INFLATION_RATIO", "INFLATION_MIN"]
+
+# A compressed record inflating past this many times the whole file (and past INFLATION_MIN bytes)
+# is a bomb: torch never compresses, and honest compressed data rarely gains 10x.
+INFLATION_RATIO = 100
+INFLATION_MIN = 1 << 20
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+@dataclass
+class ArchiveFacts:
+    code_files: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+
+def archive_facts(path: Path) -> ArchiveFacts:
+    """Code members and zip-bomb findings of the archive at ``path`` (nothing for other files)."""
+    facts = ArchiveFacts()
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(4) != _ZIP_MAGIC:
+                return facts
+        index = read_zip_index(path)
+    except (OSError, CkptError):  # the reader reports what is wrong with the file
+        return facts
+    size = path.stat().st_size
+    roots = {name.split("/", 1)[0] for name in index.entries if "/" in name}
+    scripted = {r for r in roots if f"{r}/constants.pkl" in index.entries
+                or any(n.startswith(f"{r}/code/") for n in index.entries)}
+    facts.code_files = [n for n in index.entries if n.split("/", 1)[0] in scripted
+                        and n.startswith(f"{n.split('/', 1)[0]}/code/") and n.endswith(".py")]
+    if scripted and not facts.code_files:  # constants.pkl alone sends torch.load to torch.jit.load
+        facts.code_files = [f"{r}/constants.pkl" for r in sorted(scripted)]
+    for name, entry in index.entries.items():
+        if entry.method != 0 and entry.size > max(INFLATION_MIN, INFLATION_RATIO * size):
+            facts.findings.append(Finding(
+                "resource.zip-bomb", "error",
+                f"zip member {name!r} inflates from {entry.compressed_size:,} to {entry.size:,} bytes "
+                f"({entry.size / max(size, 1):,.0f} times the whole file)", where=name,
+                hint="torch never compresses records; a reader that inflates it in memory runs out"))
+    if facts.code_files:
+        facts.findings.append(Finding(
+            "code.torchscript", "error",
+            f"a TorchScript archive: torch.jit.load (and torch.load) compiles and runs its code "
+            f"({len(facts.code_files)} file(s): {', '.join(facts.code_files[:5])}"
+            + (" …" if len(facts.code_files) > 5 else "") + ")",
+            hint="load only the tensors (ckpttool inspect/convert read them without the code)"))
+    return facts
