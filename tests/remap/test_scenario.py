@@ -232,3 +232,21 @@ def test_strict_makes_a_partial_result_a_usage_error(tmp_path, capsys):
     out = tmp_path / "m2.pt"
     assert _remap(src, out, "model", "--map", "conv1=backbone.0", "--strict") == 2
     assert not out.exists() and "remap-conflict" in capsys.readouterr().err
+
+
+def test_where_order_cannot_decide_nothing_is_guessed_and_nothing_written(tmp_path, capsys):
+    """conv_a saved right after conv1: both precede conv2, so order cannot tell them apart."""
+    sd = _load(FIXTURES / "model1_state_dict.pt")
+    keys = ["conv1.weight", "conv1.bias", "conv_a.weight", "conv_a.bias"]
+    src = tmp_path / "conv_a_second.pt"
+    torch.save({**{k: sd[k] for k in keys}, **{k: v for k, v in sd.items() if k not in keys}}, src)
+    out = tmp_path / "m2.pt"
+    assert _remap(src, out, "like", "--json") == 1 and not out.exists()
+    doc = json.loads(capsys.readouterr().out)
+    (amb,) = [f for f in doc["findings"] if f["code"] == "remap.ambiguous"]
+    assert "cannot tell conv1, conv_a apart; none of them was moved" in amb["message"]
+    assert amb["hint"] == "settle it with --map, e.g. --map conv1=backbone.0"
+    assert doc["alignment"][0]["undecided"] == ["conv1", "conv_a"] and doc["partial"] is True
+    assert doc["coverage"]["missing"] == ["backbone.0.weight", "backbone.0.bias"]
+    assert _remap(src, out, "like", "--map", "conv1=backbone.0") == 0
+    Model2().load_state_dict(_load(out), strict=True)

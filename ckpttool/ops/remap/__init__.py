@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ckpttool.ops.remap.align import Alignment, Coverage, Target, align, coverage
 from ckpttool.ops.remap.optimizer import remap_optimizer
+from ckpttool.ops.remap.ordering import Decision
 from ckpttool.ops.remap.plan import RemapPlan, Rename, plan
 from ckpttool.ops.remap.rules import (
     AddPrefix,
@@ -28,5 +29,5 @@ __all__ = [
     "plan", "RemapPlan", "Rename", "remap", "RemapOptions", "RemapResult", "build_rules",
     "Rule", "StripPrefix", "AddPrefix", "StripWrappers", "ModuleMap", "RegexRule", "Drop",
     "load_rules", "parse_map", "preset", "SequentialLayout", "load_layout", "to_sequential", "to_named",
-    "align", "Alignment", "Target", "Coverage", "coverage", "remap_optimizer",
+    "align", "Alignment", "Target", "Coverage", "coverage", "remap_optimizer", "Decision",
 ]

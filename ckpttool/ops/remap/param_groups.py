@@ -4,8 +4,10 @@
 A recipe says which parameter lands in which group, in ``parameters()`` order: contiguous blocks,
 YOLOv5's ``smart_optimizer`` (bias / weight / norm-weight by leaf name), ultralytics'
 ``BaseTrainer.build_optimizer`` (``"bias"`` anywhere in the name; weights of ``torch.nn`` norm
-layers and ``logit_scale``; the other weights), timm's decay / no-decay split. Group order differs
-between versions, so every order whose sizes fit is tried; the shape check in ``optimizer`` decides.
+layers and ``logit_scale``; the other weights; with MuSGD, matrices and conv filters first go to a
+``muon`` group and every group is split into the head's classification branch and the rest), timm's
+decay / no-decay split. Group order differs between versions, so every order whose sizes fit is
+tried; the shape check in ``optimizer`` decides.
 """
 
 from __future__ import annotations
@@ -85,6 +87,31 @@ _CLASSIFIERS: tuple[tuple[str, Callable[[str, set[str], Shapes, ParamContext], s
     ("yolov5 groups", _yolov5_class), ("ultralytics groups", _ultralytics_class), ("timm decay groups", _timm_class))
 
 
+_MUSGD_KINDS = ("weight", "bn", "bias", "muon")  # build_optimizer's group order with MuSGD
+_BOOSTED = ("cv3.", "one2one_cv3.")  # the head's branches MuSGD gives a higher learning rate
+
+
+def _musgd(params: list[str], groups: list[dict[str, Any]], keys: set[str], shapes: Shapes,
+           ctx: ParamContext) -> list[tuple[str, list[str]]]:
+    """ultralytics' MuSGD groups: weight, bn, bias, muon, each split into head branch and rest or not."""
+    kind = {k: "muon" if len(shapes[k]) in (2, 4) else _ultralytics_class(k, keys, shapes, ctx) for k in params}
+    layers = [int(k.split(".")[1]) for k in params if k.startswith("model.") and k.split(".")[1].isdigit()]
+    head = f"model.{max(layers)}." if layers else None
+    boosted = {k for k in params if (head and any(k.startswith(head + b) for b in _BOOSTED))
+               or "proto.semseg" in k or "SemanticSegment" in k}
+    if len(groups) == len(_MUSGD_KINDS):
+        slots: list[tuple[str, bool | None]] = [(kd, None) for kd in _MUSGD_KINDS]
+    elif len(groups) == 2 * len(_MUSGD_KINDS):
+        slots = [(kd, b) for kd in _MUSGD_KINDS for b in (True, False)]
+    else:
+        return []
+    lists = [[k for k in params if kind[k] == kd and (b is None or (k in boosted) == b)] for kd, b in slots]
+    if any(len(keys_) != len(g["params"]) or g.get("param_group") not in (None, kd)
+           for keys_, g, (kd, _) in zip(lists, groups, slots)):
+        return []
+    return [("ultralytics MuSGD groups", [k for keys_ in lists for k in keys_])]
+
+
 def candidates(params: list[str], groups: list[dict[str, Any]], all_keys: set[str], shapes: Shapes,
                ctx: ParamContext) -> list[tuple[str, list[str]]]:
     """(recipe, keys in flattened-id order) for every recipe whose group sizes (and labels) fit."""
@@ -98,6 +125,8 @@ def candidates(params: list[str], groups: list[dict[str, Any]], all_keys: set[st
     out.append(("parameters() order" if len(sizes) == 1 else "contiguous groups", blocks))
     if len(sizes) == 1:
         return out
+    if any(g.get("use_muon") or g.get("param_group") == "muon" for g in groups):
+        return out + _musgd(params, groups, all_keys, shapes, ctx)
     for name, classify in sorted(_CLASSIFIERS, key=lambda c: c[0] != ctx.prefer):
         classes: dict[str, list[str]] = {}
         for key in params:
