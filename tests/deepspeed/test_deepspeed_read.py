@@ -133,3 +133,32 @@ def test_truncated_partition_is_an_error(tmp_path):
     f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
     with pytest.raises(CkptError):
         ckpttool.open(root).state_dict("model")["fc1.weight"].read_bytes()
+
+
+def test_short_partition_is_refused_not_misread(tmp_path):
+    import torch
+
+    root, tag = _copy(tmp_path)
+    torch.save({"optimizer_state_dict": {"zero_stage": 2, "partition_count": [2, 2],
+                                         "single_partition_of_fp32_groups": [torch.zeros(3), torch.zeros(24)]}},
+               tag / "zero_pp_rank_1_mp_rank_00_optim_states.pt")
+    with pytest.raises(CkptError, match="ends past"):
+        ckpttool.open(root)
+
+
+def test_optim_file_without_optimizer_state_is_refused(tmp_path):
+    import torch
+
+    root, tag = _copy(tmp_path)
+    torch.save({"something": 1}, tag / "zero_pp_rank_1_mp_rank_00_optim_states.pt")
+    with pytest.raises(CkptError, match="no optimizer_state_dict"):
+        ckpttool.open(root)
+
+
+def test_cli_error_is_one_line(tmp_path):
+    from tests.conftest import run_cli
+
+    root, tag = _copy(tmp_path)
+    (tag / "zero_pp_rank_0_mp_rank_00_optim_states.pt").unlink()
+    r = run_cli("inspect", root)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("ckpttool: error[")

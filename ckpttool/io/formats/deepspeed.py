@@ -236,11 +236,13 @@ def read_deepspeed(path: Path) -> TreeRead:
     optims = [_dict(files[str(f.relative_to(root))], f.name, tag).get("optimizer_state_dict")
               for f in optim_files]
     first = states[0]
+    if not all(isinstance(o, dict) for o in optims):
+        raise UnreadableCheckpoint("an *_optim_states.pt file holds no optimizer_state_dict", path=tag)
     mp = first.get("mp_world_size")
     if type(mp) is int and mp > 1:
         raise UnsupportedFormat(f"a model-parallel DeepSpeed checkpoint (mp_world_size {mp}): only "
                                 "data-parallel ZeRO folders are consolidated", path=tag)
-    stage = _stage(optims[0].get("zero_stage")) if optims and isinstance(optims[0], dict) else None
+    stage = _stage(optims[0].get("zero_stage")) if optims else None
     world = _world(optims[0].get("partition_count")) if stage else 1
     tree = PickledDict(ordered=True)
     notes: dict[str, Any] = {}
@@ -255,21 +257,23 @@ def read_deepspeed(path: Path) -> TreeRead:
         if stage == 3 and len(states) != world:
             raise UnreadableCheckpoint(f"ZeRO-3 over {world} ranks but {len(states)} *{MODEL_SUFFIX} files",
                                        path=tag)
-        tree["module"] = _consolidate(tag, stage, states, [_dict(o, "optimizer_state_dict", tag) for o in optims],
-                                      notes)
+        tree["module"] = _consolidate(tag, stage, states, optims, notes)
     else:
         stage, world = 0, 1
         tree["module"] = module
+        if _dtype(first, module) != "float32":
+            anomalies.append(f"no ZeRO partitions (stage 0): the model section is the module as saved, in "
+                             f"{_dtype(first, module)}; a 16-bit run's fp32 master copy is not consolidated")
     if stage <= 2:
         tree["module16"] = module
     base = None
-    if optims and isinstance(optims[0], dict):
+    if optims:
         base = optims[0].get("base_optimizer_state", optims[0].get("optimizer_state_dict"))
     elif isinstance(first.get("optimizer"), dict):
         base = first["optimizer"]
     tree["optimizer"] = base
     tree["lr_scheduler"] = first.get("lr_scheduler")
-    if optims and isinstance(optims[0], dict) and "loss_scaler" in optims[0]:
+    if optims and "loss_scaler" in optims[0]:
         tree["loss_scaler"] = optims[0]["loss_scaler"]
     tree["zero_stage"] = stage
     tree["world_size"] = world
@@ -287,11 +291,6 @@ def read_deepspeed(path: Path) -> TreeRead:
         tree["config"] = first["ds_config"]
     tree["files"] = files
     members = {"tag": tag.name, "zero_stage": stage, "world_size": world,
-               "frozen_from_module16": notes.get("frozen_from_module16", []),
-               "shared_params": dict(first.get("shared_params") or {}),
-               "parameters": sorted({n for g in (first.get("param_shapes") or []) if isinstance(g, dict) for n in g}
-                                    | set(first.get("frozen_param_shapes") or {})
-                                    | set(notes.get("frozen_from_module16", []))
-                                    | set(first.get("shared_params") or {}))}
+               "frozen_from_module16": notes.get("frozen_from_module16", [])}
     size = sum(p.stat().st_size for p in [*model_files, *optim_files])
     return TreeRead(path, "deepspeed", tree, size, loads, anomalies, members=members)
