@@ -357,6 +357,9 @@ def convert(input_path: str | Path, output: str | Path, options: ConvertOptions 
     if frozen and result.content == "model":
         result.notes.append(f"ZeRO-1 keeps no fp32 copy of frozen parameters and DeepSpeed's consolidation leaves "
                             f"them out; written from the 16-bit module weights: {', '.join(frozen)}")
+    if ckpt.format == "deepspeed" and ckpt.members.get("module_only") and result.content == "model":
+        result.notes.append("no ZeRO partitions in this folder: wrote the 16-bit module weights as saved, not an "
+                            "fp32 master copy")
     if opts.sanitize and out_fmt == "safetensors":
         result.notes.append("--sanitize is only needed for torch output; safetensors holds no pickles")
     return result

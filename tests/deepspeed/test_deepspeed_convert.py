@@ -89,3 +89,9 @@ def test_cli_never_writes_into_the_input(tmp_path):
     r = run_cli("convert", DS / "zero2_bf16_1rank", "-o",
                 DS / "zero2_bf16_1rank" / "global_step3" / "mp_rank_00_model_states.pt", "--force")
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_stage0_16bit_note(tmp_path):
+    result = convert(DS / "zero0_bf16_1rank", tmp_path / "m.safetensors")
+    assert any("not an fp32 master copy" in n for n in result.notes)
+    assert not any("master" in n for n in convert(DS / "zero0_fp32_1rank", tmp_path / "n.safetensors").notes)

@@ -28,7 +28,7 @@ def test_fp32_weights_match_deepspeed(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_tied_parameters_are_one_tensor(name):
     sd = ckpttool.open(DS / name).state_dict("model")
-    for alias, owner in CASES[name]["fp32_same_tensor"].items():
+    for alias, owner in (CASES[name]["fp32_same_tensor"] or {}).items():
         assert sd[alias] is sd[owner]
 
 
@@ -65,6 +65,9 @@ def test_run_facts(name):
     assert ckpt.sections["scheduler"].value == case["lr_scheduler"]
     groups = ckpt.sections["optimizer"].value["param_groups"]
     assert [g["lr"] for g in groups] == case["param_groups_lr"]
+    if case["loss_scaler"] is None:
+        assert "scaler" not in ckpt.sections
+        return
     scaler = ckpt.sections["scaler"].value
     assert scaler.qualname.rsplit(".", 1)[-1] == case["loss_scaler"]
     assert scaler.attributes["cur_scale"] == case["cur_scale"]
@@ -162,3 +165,11 @@ def test_cli_error_is_one_line(tmp_path):
     (tag / "zero_pp_rank_0_mp_rank_00_optim_states.pt").unlink()
     r = run_cli("inspect", root)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stderr.startswith("ckpttool: error[")
+
+
+@pytest.mark.parametrize("name", ["zero0_bf16_1rank", "zero0_fp32_1rank"])
+def test_without_zero_the_model_is_the_module_and_16_bit_is_flagged(name):
+    ckpt = ckpttool.open(DS / name)
+    assert ckpt.meta["zero_stage"] == 0
+    flagged = [f for f in ckpt.findings if "fp32 master copy is not consolidated" in f.message]
+    assert bool(flagged) == (CASES[name]["dtype"] == "bf16")

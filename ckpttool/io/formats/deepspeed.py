@@ -269,8 +269,10 @@ def read_deepspeed(path: Path) -> TreeRead:
     base = None
     if optims:
         base = optims[0].get("base_optimizer_state", optims[0].get("optimizer_state_dict"))
-    elif isinstance(first.get("optimizer"), dict):
+    elif isinstance(first.get("optimizer"), dict):  # no ZeRO: the optimizer's (or its 16-bit wrapper's) state
         base = first["optimizer"]
+        if "param_groups" not in base and isinstance(base.get("optimizer_state_dict"), dict):
+            base = base["optimizer_state_dict"]
     tree["optimizer"] = base
     tree["lr_scheduler"] = first.get("lr_scheduler")
     if optims and "loss_scaler" in optims[0]:
@@ -291,6 +293,7 @@ def read_deepspeed(path: Path) -> TreeRead:
         tree["config"] = first["ds_config"]
     tree["files"] = files
     members = {"tag": tag.name, "zero_stage": stage, "world_size": world,
-               "frozen_from_module16": notes.get("frozen_from_module16", [])}
+               "frozen_from_module16": notes.get("frozen_from_module16", []),
+               "module_only": stage == 0 and _dtype(first, module) != "float32"}
     size = sum(p.stat().st_size for p in [*model_files, *optim_files])
     return TreeRead(path, "deepspeed", tree, size, loads, anomalies, members=members)
