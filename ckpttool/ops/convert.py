@@ -114,6 +114,9 @@ def _selected(ckpt: Checkpoint, opts: ConvertOptions) -> tuple[str, StateDict]:
             return "model", StateDict({k: v for k, v in (ckpt.tree or {}).items() if isinstance(v, TensorRef)})
         if kind == "model" and "ema" in ckpt.sections:
             exc.hint = "this checkpoint holds only averaged weights: pass --ema"
+        if kind == "model" and ckpt.layout == "deepspeed-model-states":
+            exc.hint = ("one file of a DeepSpeed checkpoint: pass the folder to consolidate the fp32 weights, "
+                        "or --section model16 for the 16-bit module weights")
         if kind == "model16" and ckpt.format == "deepspeed":
             exc.hint = ("ZeRO-3 saves only 0-element placeholders for the 16-bit weights: convert the fp32 "
                         "master weights (the default) and cast them with --dtype")

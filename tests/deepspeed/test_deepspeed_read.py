@@ -173,3 +173,11 @@ def test_without_zero_the_model_is_the_module_and_16_bit_is_flagged(name):
     assert ckpt.meta["zero_stage"] == 0
     flagged = [f for f in ckpt.findings if "fp32 master copy is not consolidated" in f.message]
     assert bool(flagged) == (CASES[name]["dtype"] == "bf16")
+
+
+def test_one_model_states_file_offers_no_fp32_model():
+    z2 = ckpttool.open(DS / "zero2_fp16_2ranks" / "global_step3" / "mp_rank_00_model_states.pt")
+    assert z2.layout == "deepspeed-model-states" and "model" not in z2.sections
+    assert _got(z2.state_dict("model16")) == rows(CASES["zero2_fp16_2ranks"]["module"])
+    z3 = ckpttool.open(DS / "zero3_fp16_2ranks" / "global_step3" / "zero_pp_rank_0_mp_rank_00_model_states.pt")
+    assert z3.layout == "deepspeed-model-states" and "model16" not in z3.sections and "model" not in z3.sections
