@@ -66,3 +66,11 @@ def test_validate_resume_reads_steps_scheduler_and_scaler():
     assert "scale 256" in checks["resume.scaler"]["message"]
     assert checks["resume.optimizer"]["status"] == "pass"
     assert "resume.optimizer-shapes" not in checks or checks["resume.optimizer-shapes"]["status"] != "fail"
+
+
+def test_diff_model16_of_a_folder_against_its_own_states_file():
+    folder = DS / "zero2_fp16_2ranks"
+    r = run_cli("diff", folder, folder / "global_step3" / "mp_rank_00_model_states.pt", "--section", "model16",
+                "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)["equal"] is True
