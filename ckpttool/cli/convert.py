@@ -44,6 +44,7 @@ def command(path: Path, output: Path, section: str | None, ema: bool, dtype: str
       ckpttool convert last.pt -o release.safetensors --ema --dtype fp16 --hash-name
       ckpttool convert last.pt -o clean.pt --sanitize
       ckpttool convert big.pt -o out/model.safetensors --max-shard-size 2GB
+      ckpttool convert ds_run/ -o model.safetensors   # DeepSpeed ZeRO folder: fp32 weights
     Exit status: 0 written, 2 bad input, refused output or bad options.
     """
     from ckpttool.io.formats.sharded import parse_size

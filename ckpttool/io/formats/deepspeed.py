@@ -208,10 +208,8 @@ def _consolidate(tag: Path, stage: int, states: list[dict[str, Any]], optims: li
     return out
 
 
-def read_deepspeed(path: Path) -> TreeRead:
-    """One tree for a DeepSpeed checkpoint folder (see the module docstring)."""
-    from ckpttool.io import TreeRead
-
+def _locate(path: Path) -> Path:
+    """The tag folder to read, or the precise reason there is none."""
     tag = tag_folder(path)
     if tag is None or tag.name == "latest":
         if tag is not None:
@@ -225,62 +223,31 @@ def read_deepspeed(path: Path) -> TreeRead:
             raise UsageError(f"several DeepSpeed tags and no 'latest': {', '.join(sorted(several))}",
                              hint="pass the tag folder itself", path=path)
         raise UnreadableCheckpoint(f"{tag.name} holds no *_model_states.pt file", path=path)
-    root = path
-    loads: list[Any] = []
-    anomalies: list[str] = []
-    files = PickledDict(ordered=True)
-    model_files, optim_files = _files(tag, MODEL_SUFFIX), _files(tag, OPTIM_SUFFIX)
-    for f in [*model_files, *optim_files]:
-        files[str(f.relative_to(root))] = _read(f, root, loads, anomalies)
-    states = [_dict(files[str(f.relative_to(root))], f.name, tag) for f in model_files]
-    optims = [_dict(files[str(f.relative_to(root))], f.name, tag).get("optimizer_state_dict")
-              for f in optim_files]
-    first = states[0]
-    if not all(isinstance(o, dict) for o in optims):
-        raise UnreadableCheckpoint("an *_optim_states.pt file holds no optimizer_state_dict", path=tag)
-    mp = first.get("mp_world_size")
-    if type(mp) is int and mp > 1:
-        raise UnsupportedFormat(f"a model-parallel DeepSpeed checkpoint (mp_world_size {mp}): only "
-                                "data-parallel ZeRO folders are consolidated", path=tag)
-    stage = _stage(optims[0].get("zero_stage")) if optims else None
-    world = _world(optims[0].get("partition_count")) if stage else 1
-    tree = PickledDict(ordered=True)
-    notes: dict[str, Any] = {}
-    module = _dict(first.get("module"), "module", tag)
-    if stage is not None and stage > 0:
-        if stage > 3:
-            raise UnreadableCheckpoint(f"unknown ZeRO stage {stage}", path=tag)
-        if world != len(optim_files):
-            raise UnreadableCheckpoint(f"ZeRO partition count {world} but {len(optim_files)} "
-                                       f"*{OPTIM_SUFFIX} files (a save that did not finish on every rank?)",
-                                       path=tag)
-        if stage == 3 and len(states) != world:
-            raise UnreadableCheckpoint(f"ZeRO-3 over {world} ranks but {len(states)} *{MODEL_SUFFIX} files",
-                                       path=tag)
-        tree["module"] = _consolidate(tag, stage, states, optims, notes)
-    else:
-        stage, world = 0, 1
-        tree["module"] = module
-        if _dtype(first, module) != "float32":
-            anomalies.append(f"no ZeRO partitions (stage 0): the model section is the module as saved, in "
-                             f"{_dtype(first, module)}; a 16-bit run's fp32 master copy is not consolidated")
-    if stage <= 2:
-        tree["module16"] = module
-    base = None
+    return tag
+
+
+def _check_ranks(tag: Path, stage: int, world: Any, states: list[Any], optims: list[Any]) -> None:
+    if stage > 3:
+        raise UnreadableCheckpoint(f"unknown ZeRO stage {stage}", path=tag)
+    if world != len(optims):
+        raise UnreadableCheckpoint(f"ZeRO partition count {world} but {len(optims)} *{OPTIM_SUFFIX} files "
+                                   "(a save that did not finish on every rank?)", path=tag)
+    if stage == 3 and len(states) != world:
+        raise UnreadableCheckpoint(f"ZeRO-3 over {world} ranks but {len(states)} *{MODEL_SUFFIX} files", path=tag)
+
+
+def _optimizer(first: dict[str, Any], optims: list[dict[str, Any]]) -> Any:
+    """Rank 0's base optimizer state (ZeRO), or the engine's own optimizer state (no ZeRO)."""
     if optims:
-        base = optims[0].get("base_optimizer_state", optims[0].get("optimizer_state_dict"))
-    elif isinstance(first.get("optimizer"), dict):  # no ZeRO: the optimizer's (or its 16-bit wrapper's) state
-        base = first["optimizer"]
-        if "param_groups" not in base and isinstance(base.get("optimizer_state_dict"), dict):
-            base = base["optimizer_state_dict"]
-    tree["optimizer"] = base
-    tree["lr_scheduler"] = first.get("lr_scheduler")
-    if optims and "loss_scaler" in optims[0]:
-        tree["loss_scaler"] = optims[0]["loss_scaler"]
-    tree["zero_stage"] = stage
-    tree["world_size"] = world
-    tree["dtype"] = _dtype(first, module)
-    tree["tag"] = tag.name
+        return optims[0].get("base_optimizer_state", optims[0].get("optimizer_state_dict"))
+    base = first.get("optimizer")
+    if isinstance(base, dict) and "param_groups" not in base and isinstance(base.get("optimizer_state_dict"), dict):
+        return base["optimizer_state_dict"]  # the 16-bit optimizer wrapper's state around it
+    return base
+
+
+def _add_facts(tree: PickledDict, first: dict[str, Any], notes: dict[str, Any]) -> None:
+    """The run's scalars, the client state and the config, beside the sections."""
     for key in _SCALARS:
         if key in first:
             tree[key] = first[key]
@@ -291,9 +258,53 @@ def read_deepspeed(path: Path) -> TreeRead:
             tree[key] = value
     if isinstance(first.get("ds_config"), dict):
         tree["config"] = first["ds_config"]
+
+
+def read_deepspeed(path: Path) -> TreeRead:
+    """One tree for a DeepSpeed checkpoint folder (see the module docstring)."""
+    from ckpttool.io import TreeRead
+
+    tag = _locate(path)
+    loads: list[Any] = []
+    anomalies: list[str] = []
+    files = PickledDict(ordered=True)
+    model_files, optim_files = _files(tag, MODEL_SUFFIX), _files(tag, OPTIM_SUFFIX)
+    for f in [*model_files, *optim_files]:
+        files[str(f.relative_to(path))] = _read(f, path, loads, anomalies)
+    states = [_dict(files[str(f.relative_to(path))], f.name, tag) for f in model_files]
+    optims = [_dict(files[str(f.relative_to(path))], f.name, tag).get("optimizer_state_dict") for f in optim_files]
+    if not all(isinstance(o, dict) for o in optims):
+        raise UnreadableCheckpoint("an *_optim_states.pt file holds no optimizer_state_dict", path=tag)
+    first = states[0]
+    mp = first.get("mp_world_size")
+    if type(mp) is int and mp > 1:
+        raise UnsupportedFormat(f"a model-parallel DeepSpeed checkpoint (mp_world_size {mp}): only "
+                                "data-parallel ZeRO folders are consolidated", path=tag)
+    stage = (_stage(optims[0].get("zero_stage")) if optims else None) or 0
+    world = _world(optims[0].get("partition_count")) if stage else 1
+    module = _dict(first.get("module"), "module", tag)
+    dtype = _dtype(first, module)
+    tree = PickledDict(ordered=True)
+    notes: dict[str, Any] = {}
+    if stage:
+        _check_ranks(tag, stage, world, states, optims)
+        tree["module"] = _consolidate(tag, stage, states, optims, notes)
+    else:
+        tree["module"] = module
+        if dtype != "float32":
+            anomalies.append(f"no ZeRO partitions (stage 0): the model section is the module as saved, in "
+                             f"{dtype}; a 16-bit run's fp32 master copy is not consolidated")
+    if stage <= 2:
+        tree["module16"] = module
+    tree["optimizer"] = _optimizer(first, optims)
+    tree["lr_scheduler"] = first.get("lr_scheduler")
+    if optims and "loss_scaler" in optims[0]:
+        tree["loss_scaler"] = optims[0]["loss_scaler"]
+    tree.update({"zero_stage": stage, "world_size": world, "dtype": dtype, "tag": tag.name})
+    _add_facts(tree, first, notes)
     tree["files"] = files
     members = {"tag": tag.name, "zero_stage": stage, "world_size": world,
                "frozen_from_module16": notes.get("frozen_from_module16", []),
-               "module_only": stage == 0 and _dtype(first, module) != "float32"}
+               "module_only": stage == 0 and dtype != "float32"}
     size = sum(p.stat().st_size for p in [*model_files, *optim_files])
     return TreeRead(path, "deepspeed", tree, size, loads, anomalies, members=members)
