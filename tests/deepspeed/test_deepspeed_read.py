@@ -181,3 +181,29 @@ def test_one_model_states_file_offers_no_fp32_model():
     assert _got(z2.state_dict("model16")) == rows(CASES["zero2_fp16_2ranks"]["module"])
     z3 = ckpttool.open(DS / "zero3_fp16_2ranks" / "global_step3" / "zero_pp_rank_0_mp_rank_00_model_states.pt")
     assert z3.layout == "deepspeed-model-states" and "model16" not in z3.sections and "model" not in z3.sections
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch ckpttool_marker_pwned",))
+
+
+def test_planted_payload_is_reported_never_run(tmp_path, monkeypatch):
+    import torch
+
+    from tests.conftest import run_cli
+
+    monkeypatch.chdir(tmp_path)
+    root, tag = _copy(tmp_path)
+    f = tag / "mp_rank_00_model_states.pt"
+    states = torch.load(f, map_location="cpu", weights_only=True)
+    states["run_hook"] = _Evil()
+    torch.save(states, f)
+    ckpt = ckpttool.open(root)
+    assert [x.code for x in ckpt.findings if x.severity == "error"] == ["unsafe.global"]
+    assert ckpt.dangerous == ["posix.system"]  # os.system pickles under its real module
+    r = run_cli("scan", f, cwd=tmp_path)
+    assert r.returncode == 1
+    assert not (tmp_path / "ckpttool_marker_pwned").exists()
