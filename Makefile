@@ -58,3 +58,11 @@ fixtures: setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info $(DEMO)
+
+# DeepSpeed ZeRO fixtures: DeepSpeed needs its own environment (.venv-deepspeed), never .venv.
+.PHONY: deepspeed-fixtures
+deepspeed-fixtures:
+	$(PYTHON) -m venv .venv-deepspeed
+	.venv-deepspeed/bin/pip install --quiet torch==2.13.0
+	.venv-deepspeed/bin/pip install --quiet deepspeed==0.19.8 safetensors
+	DS_ACCELERATOR=cpu .venv-deepspeed/bin/python fixtures/make_deepspeed_fixtures.py

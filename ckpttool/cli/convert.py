@@ -14,7 +14,8 @@ from ckpttool.cli.common import emit_json, input_path, json_option, print_render
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="Where to write: .safetensors, or .pt/.pth/.ckpt/.bin for torch (a folder with "
                    "--max-shard-size); no extension or .dcp: a torch.distributed.checkpoint folder.")
-@click.option("--section", type=click.Choice(["model", "ema"]), help="Write this section's state_dict only.")
+@click.option("--section", type=click.Choice(["model", "ema", "model16"]),
+              help="Write this section's state_dict only (model16: a DeepSpeed folder's 16-bit module weights).")
 @click.option("--ema", is_flag=True, help="Write the EMA weights (under the model's keys).")
 @click.option("--dtype", type=click.Choice(["fp16", "bf16", "fp32"], case_sensitive=False),
               help="Cast floating model/EMA tensors; integer buffers and optimizer state are untouched.")
@@ -43,6 +44,7 @@ def command(path: Path, output: Path, section: str | None, ema: bool, dtype: str
       ckpttool convert last.pt -o release.safetensors --ema --dtype fp16 --hash-name
       ckpttool convert last.pt -o clean.pt --sanitize
       ckpttool convert big.pt -o out/model.safetensors --max-shard-size 2GB
+      ckpttool convert ds_run/ -o model.safetensors   # DeepSpeed ZeRO folder: fp32 weights
     Exit status: 0 written, 2 bad input, refused output or bad options.
     """
     from ckpttool.io.formats.sharded import parse_size

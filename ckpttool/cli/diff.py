@@ -13,6 +13,7 @@ from ckpttool.cli.common import console, emit_json, input_path, json_option, pri
 from ckpttool.errors import UsageError
 
 _SECTIONS = ("model", "ema", "optimizer", "scheduler", "scaler", "meta", "all")
+_SECTIONS = (*_SECTIONS[:-1], "model16", "all")  # model16: a DeepSpeed folder's 16-bit module weights
 
 
 class _DelayedBar:

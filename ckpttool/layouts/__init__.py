@@ -11,6 +11,7 @@ from typing import Any
 
 from ckpttool.layouts import (
     averaged,
+    deepspeed,
     ema_packages,
     ema_submodule,
     generic,
@@ -30,6 +31,7 @@ from ckpttool.modules import ScriptClassInfo, is_module, module_state_dict
 __all__ = ["recognise", "RECOGNISERS", "Layout"]
 
 RECOGNISERS: tuple[tuple[str, Callable[[Any], Layout | None]], ...] = (
+    ("deepspeed", deepspeed.recognise),
     ("stable-diffusion", stable_diffusion.recognise),
     ("ema-pytorch", ema_packages.recognise),
     ("ema-submodule", ema_submodule.recognise),

@@ -87,6 +87,8 @@ class ConvertResult:
 def _input_files(ckpt: Checkpoint) -> tuple[Path, ...]:
     """Every file the input consists of (an output may overwrite none of them)."""
     path = ckpt.path
+    if ckpt.format == "deepspeed":  # the root, its tag folders and every file under them
+        return (path, *sorted(p for p in path.rglob("*") if p.is_file()))
     if path.is_dir() or ckpt.format in ("sharded", "dcp", "hf-trainer"):
         folder = path if path.is_dir() else path.parent
         return (path, *sorted(p for p in folder.iterdir() if p.is_file()))
@@ -112,6 +114,12 @@ def _selected(ckpt: Checkpoint, opts: ConvertOptions) -> tuple[str, StateDict]:
             return "model", StateDict({k: v for k, v in (ckpt.tree or {}).items() if isinstance(v, TensorRef)})
         if kind == "model" and "ema" in ckpt.sections:
             exc.hint = "this checkpoint holds only averaged weights: pass --ema"
+        if kind == "model" and ckpt.layout == "deepspeed-model-states":
+            exc.hint = ("one file of a DeepSpeed checkpoint: pass the folder to consolidate the fp32 weights, "
+                        "or --section model16 for the 16-bit module weights")
+        if kind == "model16" and ckpt.format == "deepspeed":
+            exc.hint = ("ZeRO-3 saves only 0-element placeholders for the 16-bit weights: convert the fp32 "
+                        "master weights (the default) and cast them with --dtype")
         raise
 
 
@@ -213,6 +221,7 @@ def _to_torch(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Cast
               inputs: tuple[Path, ...]) -> ConvertResult:
     whole = (ckpt.format not in ("safetensors", "sharded") and not opts.ema and opts.section is None
              and not opts.strip_optimizer)
+    whole = whole and ckpt.format != "deepspeed"  # like DeepSpeed's own tools: the consolidated weights
     notes: list[str] = []
     if whole:
         sanitizer = Sanitizer(tensor_fn=None) if opts.sanitize else None
@@ -313,7 +322,7 @@ def _check(opts: ConvertOptions, out_fmt: str) -> None:
         raise UsageError("--max-shard-size writes sharded safetensors: name the output .safetensors")
     if opts.max_shard_size and opts.hash_name:
         raise UsageError("--hash-name names one file; it cannot be combined with --max-shard-size")
-    if opts.section is not None and opts.section not in ("model", "ema"):
+    if opts.section is not None and opts.section not in ("model", "ema", "model16"):
         raise UsageError(f"--section {opts.section!r}: only the model and ema sections hold weights to convert")
 
 
@@ -347,6 +356,13 @@ def convert(input_path: str | Path, output: str | Path, options: ConvertOptions 
         result = _to_torch(ckpt, output, opts, caster, inputs)
     if caster is not None:
         result.dtype, result.cast, result.not_cast = caster.dtype, caster.cast, caster.skipped
+    frozen = ckpt.members.get("frozen_from_module16") if ckpt.format == "deepspeed" else None
+    if frozen and result.content == "model":
+        result.notes.append(f"ZeRO-1 keeps no fp32 copy of frozen parameters and DeepSpeed's consolidation leaves "
+                            f"them out; written from the 16-bit module weights: {', '.join(frozen)}")
+    if ckpt.format == "deepspeed" and ckpt.members.get("module_only") and result.content == "model":
+        result.notes.append("no ZeRO partitions in this folder: wrote the 16-bit module weights as saved, not an "
+                            "fp32 master copy")
     if opts.sanitize and out_fmt == "safetensors":
         result.notes.append("--sanitize is only needed for torch output; safetensors holds no pickles")
     return result

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ckpttool.jsonable import to_jsonable
-from ckpttool.model import TensorRef
+from ckpttool.model import Stub, TensorRef
 from ckpttool.tensors import scalar_value
 
 __all__ = ["optimizer_summary", "scheduler_summary", "scaler_summary", "guess_optimizer",
@@ -123,6 +123,9 @@ def scheduler_summary(scheduler: Any) -> dict[str, Any]:
 
 def scaler_summary(scaler: Any) -> dict[str, Any]:
     """GradScaler state: scale, growth tracker and factors."""
+    if isinstance(scaler, Stub) and scaler.qualname.endswith("LossScaler"):  # DeepSpeed's, read as a stand-in
+        return {"type": scaler.qualname.rsplit(".", 1)[-1],
+                **{k: _number(v) for k, v in scaler.attributes.items() if isinstance(k, str)}}
     if not isinstance(scaler, dict):
         return {}
     return {k: _number(v) for k, v in scaler.items() if isinstance(k, str)}

@@ -33,6 +33,9 @@ def _header(report: InspectReport) -> Any:
                 "pytorch-lightning_version", "version", "arch", "date"):
         if key in report.meta:
             table.add_row(key, str(report.meta[key]))
+    for key in ("zero_stage", "world_size", "dtype", "tag", "global_steps", "frozen_from_module16"):
+        if report.layout == "deepspeed" and key in report.meta:  # a DeepSpeed folder's run facts
+            table.add_row(key, str(report.meta[key]))
     classes = [g.name for g in report.globals if g.kind != "data"]
     if classes:
         table.add_row("classes", ", ".join(classes[:10]) + (" …" if len(classes) > 10 else ""))

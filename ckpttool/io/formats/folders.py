@@ -18,6 +18,7 @@ __all__ = ["read_folder", "folder_kind"]
 
 def folder_kind(path: Path) -> str | None:
     """``sharded``, ``dcp`` or ``hf-trainer`` for a path this module reads, else None."""
+    # ``deepspeed`` too: DeepSpeed checkpoint folders (``latest``, ``global_stepN/``).
     if path.name.endswith(".index.json") and path.is_file():
         return "sharded"
     if not path.is_dir():
@@ -28,6 +29,10 @@ def folder_kind(path: Path) -> str | None:
 
     if is_trainer_folder(path):
         return "hf-trainer"
+    from ckpttool.io.formats.deepspeed import is_deepspeed_folder
+
+    if is_deepspeed_folder(path):
+        return "deepspeed"
     from ckpttool.io.formats.sharded import find_index
 
     return "sharded" if find_index(path) is not None else None
@@ -50,4 +55,8 @@ def read_folder(path: Path) -> TreeRead | None:
         from ckpttool.io.formats.hf_folder import read_hf_trainer
 
         return read_hf_trainer(path)
+    if kind == "deepspeed":
+        from ckpttool.io.formats.deepspeed import read_deepspeed
+
+        return read_deepspeed(path)
     return None

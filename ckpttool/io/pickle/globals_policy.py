@@ -79,6 +79,12 @@ DATA_GLOBALS: frozenset[str] = frozenset(
         "torch.distributed.checkpoint.metadata.StorageMeta",
         "torch.distributed.checkpoint.metadata._MEM_FORMAT_ENCODING",
         "torch.distributed.checkpoint.filesystem._StorageInfo",
+        # DeepSpeed ZeRO optimizer files: plain records (loss-scaler settings, the stage enum, the
+        # address of a parameter's slice in a flat partition), read as stand-ins holding their state
+        "deepspeed.runtime.fp16.loss_scaler.LossScaler",
+        "deepspeed.runtime.fp16.loss_scaler.DynamicLossScaler",
+        "deepspeed.runtime.zero.config.ZeroStageEnum",
+        "deepspeed.utils.tensor_fragment.fragment_address",
     }
     | {f"torch.{name}" for name in _TORCH_DTYPE_NAMES}
     | {f"torch.{name}" for name in _STORAGE_CLASSES}

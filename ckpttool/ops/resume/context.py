@@ -99,6 +99,8 @@ def read_context(ckpt: Checkpoint) -> ResumeContext:
     ctx.ema = ckpt.sections.get("ema")
     if ckpt.layout == "hf-trainer":
         from ckpttool.ops.resume.hf_trainer import read_hf_context as reader
+    elif ckpt.layout == "deepspeed":
+        from ckpttool.ops.resume.deepspeed import read_deepspeed_context as reader
     else:
         reader = _READERS.get(ckpt.layout, _generic)
     reader(tree, ctx)

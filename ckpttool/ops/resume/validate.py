@@ -74,6 +74,8 @@ def validate_resume(ckpt: Checkpoint, opts: ResumeOptions, *, fix_output: Path |
 
 
 def _model(ckpt: Checkpoint) -> StateDict | None:
+    if ckpt.layout == "deepspeed":  # ZeRO keeps optimizer state per flat partition, not per parameter
+        return None
     try:
         return ckpt.state_dict("model")
     except SectionNotFound:
