@@ -93,6 +93,7 @@ class ResumeResult:
             "epochs_readings": dict(self.readings),
             "lr": dict(self.lr),
             "curve": {k: [list(p) for p in v] for k, v in self.curve.items()},
+            "full_curve": {k: [list(p) for p in v] for k, v in self.full_curve.items()},
             "schedule": dict(self.schedule),
             "overflow": self.overflow,
             "checks": [c.to_dict() for c in self.checks],

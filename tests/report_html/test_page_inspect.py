@@ -1,0 +1,66 @@
+"""The inspect page in headless Chromium, checked against torch's own reading of the fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import FIXTURES
+from tests.oracle import torch_load
+from tests.report_html.browser import assert_not_blank, embedded_json, embedded_json_in_browser, open_report, svg_texts
+from tests.report_html.conftest import make_report
+
+
+def _top_modules(keys: list[str]) -> set[str]:
+    return {k.split(".")[0] for k in keys}
+
+
+def test_inspect_page_draws_the_training_checkpoint(browser: Any, tmp_path: Path) -> None:
+    page, doc = make_report(tmp_path, "inspect.html", "inspect", FIXTURES / "model1_train.pt")
+    open_report(browser, page)
+    assert embedded_json(page) == doc
+    assert embedded_json_in_browser(browser) == doc
+
+    model = torch_load(FIXTURES / "model1_train.pt")["model"].state_dict()
+    expected = _top_modules(list(model))
+    listed = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#treemap [data-module]')).map(e => e.dataset.module)")
+    assert set(listed) == expected
+    drawn = set(svg_texts(browser, "#treemap"))
+    largest = max(expected, key=lambda m: sum(t.numel() for k, t in model.items() if k.split(".")[0] == m))
+    assert largest in drawn  # the biggest module is labelled in the SVG itself
+    assert "weight" in drawn
+
+    header = browser.find_element("id", "summary").text
+    assert "torch-zip" in header and "yolov5" in header
+
+    rows = browser.find_elements("css selector", "#tensors tbody tr")
+    assert len(rows) == 2 * len(model)  # the model and the EMA
+    assert_not_blank(browser, browser.get_screenshot_as_base64())
+
+
+def test_inspect_filter_and_sort(browser: Any, tmp_path: Path) -> None:
+    page, _ = make_report(tmp_path, "inspect.html", "inspect", FIXTURES / "model1_state_dict.pt")
+    open_report(browser, page)
+    sd = torch_load(FIXTURES / "model1_state_dict.pt")
+    box = browser.find_element("css selector", "#tensors input[type=search]")
+    box.send_keys("fc1")
+    rows = browser.find_elements("css selector", "#tensors tbody tr")
+    keys = [r.find_elements("css selector", "td")[1].text for r in rows]
+    assert sorted(keys) == sorted(k for k in sd if "fc1" in k)
+    box.clear()
+    box.send_keys(" ")  # an empty filter shows everything again
+    browser.find_element("css selector", "#tensors th[data-key=nbytes]").click()
+    cells = [r.find_elements("css selector", "td") for r in browser.find_elements("css selector", "#tensors tbody tr")]
+    assert len(cells) == len(sd)
+    sizes = [int(c[6].text.replace(",", "")) for c in cells]
+    assert sizes == sorted((t.numel() * t.element_size() for t in sd.values()), reverse=True)
+
+
+def test_inspect_page_shows_findings_of_a_malicious_file(browser: Any, tmp_path: Path) -> None:
+    page, doc = make_report(tmp_path, "bad.html", "inspect", FIXTURES / "malicious_reduce.pt")
+    open_report(browser, page)
+    assert embedded_json(page) == doc
+    text = browser.find_element("id", "findings").text
+    assert any(f["code"] == "unsafe.global" for f in doc["findings"])
+    assert "unsafe.global" in text and "system" in text
