@@ -212,7 +212,10 @@ var CK = (function () {
     return done;
   }
   function ready() {
-    Promise.all(pending).then(function () { root.setAttribute("data-ready", "true"); });
+    Promise.all(pending).then(function () {
+      root.setAttribute("data-drawn-ms", String(Math.round(performance.now())));  /* since navigation began */
+      root.setAttribute("data-ready", "true");
+    });
   }
 
   return { data: data, root: root, el: el, fmtBytes: fmtBytes, fmtCount: fmtCount, fmtNum: fmtNum,

@@ -11,7 +11,7 @@
   function isDifferent(status, dtypeChanged) {
     return ["changed", "shape", "only_a", "only_b"].indexOf(status) >= 0 || (dtypeChanged && !D.ignore_dtype);
   }
-  var FIXED = { identical: "#c8ccd2", close: "#a9c7a4", shape: "#8e44ad", only_a: "#e67e22", only_b: "#2c82c9",
+  var FIXED = { identical: "#c8ccd2", close: "#a9c7a4", shape: "#8e44ad", only_a: "#17a2a2", only_b: "#2c5fc9",
                 dtype: "#d4a017" };
   var LABEL = { identical: "identical", close: "within tolerance", changed: "changed", shape: "shape changed",
                 only_a: "only in A", only_b: "only in B", dtype: "dtype changed only" };
@@ -123,7 +123,7 @@
     return CK.draw(chart, {
       tooltip: { formatter: tooltip },
       series: [{
-        type: "treemap", name: D.section, data: data, roam: false, nodeClick: "zoomToNode",
+        type: "treemap", name: D.section, data: data, roam: false, nodeClick: "zoomToNode", animation: false,
         leafDepth: entries.length > 400 ? 2 : undefined, top: 8, left: 4, right: 4, bottom: 30,
         visibleMin: 1, childrenVisibleMin: 1, breadcrumb: { show: true, bottom: 4 },
         label: { show: true, formatter: "{b}", overflow: "truncate", color: "#1d2330" },

@@ -104,7 +104,7 @@
       tooltip: { formatter: tooltip },
       series: [{
         type: "treemap", name: select.value === "*" ? "all sections" : select.value, data: t.data,
-        roam: false, nodeClick: "zoomToNode", leafDepth: rows.length > 400 ? 2 : undefined,
+        roam: false, nodeClick: "zoomToNode", leafDepth: rows.length > 400 ? 2 : undefined, animation: false,
         top: 8, left: 4, right: 4, bottom: 30, visibleMin: 1, childrenVisibleMin: 1,
         breadcrumb: { show: true, bottom: 4 },
         label: { show: true, formatter: "{b}", overflow: "truncate" },

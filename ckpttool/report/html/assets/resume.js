@@ -26,7 +26,7 @@
     var markers = [];
     if (D.start_epoch !== null && D.start_epoch !== undefined) {
       markers.push({ xAxis: D.start_epoch, name: "resume", lineStyle: { color: "#1d2330", type: "dashed", width: 1.5 },
-                     label: { formatter: "resume at epoch " + D.start_epoch, position: "insideEndTop", color: "#1d2330" } });
+                     label: { formatter: "resume at epoch " + D.start_epoch, position: "end", color: "#1d2330" } });
     }
     if (D.overflow && D.overflow.epoch !== undefined) {
       markers.push({ xAxis: D.overflow.epoch, name: "scheduler fails", lineStyle: { color: "#c62828", width: 2 },
@@ -37,7 +37,7 @@
     if (jumpText && neu.length) {
       points.push({ coord: neu[0], name: "jump", value: jumpText, symbol: "circle", symbolSize: 10,
                     itemStyle: { color: failedJump ? "#c62828" : "#2e7d32" },
-                    label: { formatter: "jump " + jumpText, position: "right", distance: 4, color: failedJump ? "#c62828" : "#2e7d32",
+                    label: { formatter: "jump " + jumpText, position: "right", distance: 6, offset: [0, 10], color: failedJump ? "#c62828" : "#2e7d32",
                              fontWeight: "bold" } });
     }
     var unit = (sched.unit || "").indexOf("step") >= 0 && sched.steps_per_epoch ? " (points per epoch)" : "";
@@ -47,7 +47,7 @@
       grid: { left: 80, right: 40, top: 64, bottom: 48 },
       tooltip: { trigger: "axis", valueFormatter: function (v) { return CK.fmtNum(v); } },
       xAxis: { type: "value", name: "epoch" + unit, nameLocation: "middle", nameGap: 28, min: "dataMin", max: "dataMax" },
-      yAxis: { type: "value", name: "learning rate", scale: true,
+      yAxis: { type: "value", name: "learning rate", scale: true, nameLocation: "middle", nameGap: 58,
                axisLabel: { formatter: function (v) { return CK.fmtNum(v); } } },
       series: [
         { name: "old plan", type: "line", data: old, showSymbol: false, sampling: "lttb", lineStyle: { width: 2 },
