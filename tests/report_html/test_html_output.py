@@ -127,3 +127,14 @@ def test_inspect_html_still_does_not_import_torch(tmp_path: Path) -> None:
             "print(rc, 'torch' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.stdout.split()[-2:] == ["0", "False"], proc.stderr
+
+
+def test_open_shows_the_written_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import webbrowser
+
+    opened: list[str] = []
+    monkeypatch.setattr(webbrowser, "open", opened.append)  # never a real browser in tests
+    out = tmp_path / "r.html"
+    assert main(["validate-resume", str(FIXTURES / "model1_train.pt"), "--epochs", "400", "--no-plot",
+                 "--html", str(out), "--open"]) == 0
+    assert opened == [out.resolve().as_uri()] and out.is_file()

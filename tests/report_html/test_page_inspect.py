@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from tests.conftest import FIXTURES
 from tests.oracle import torch_load
 from tests.report_html.browser import assert_not_blank, embedded_json, embedded_json_in_browser, open_report, svg_texts
@@ -64,3 +66,22 @@ def test_inspect_page_shows_findings_of_a_malicious_file(browser: Any, tmp_path:
     text = browser.find_element("id", "findings").text
     assert any(f["code"] == "unsafe.global" for f in doc["findings"])
     assert "unsafe.global" in text and "system" in text
+
+
+def test_table_of_more_than_5000_tensors_is_paged(browser: Any, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    many = {f"blocks.{i}.scale": torch.full((1,), float(i)) for i in range(6100)}
+    save_file(many, str(tmp_path / "many.safetensors"))
+    page, doc = make_report(tmp_path, "many.html", "inspect", tmp_path / "many.safetensors")
+    open_report(browser, page)
+    assert len(doc["sections"]["model"]["tensors"]) == 6100
+    rows = lambda: browser.find_elements("css selector", "#tensors tbody tr")  # noqa: E731
+    assert len(rows()) == 5000
+    assert "page 1 of 2" in browser.find_element("css selector", "#tensors .pager").text
+    browser.find_element("css selector", "#tensors .pager .next").click()
+    assert len(rows()) == 1100
+    box = browser.find_element("css selector", "#tensors input[type=search]")
+    box.send_keys("blocks.610")  # the filter searches every page
+    keys = [r.find_elements("css selector", "td")[1].text for r in rows()]
+    assert keys == [k for k in doc["sections"]["model"]["tensors"] if "blocks.610" in k]

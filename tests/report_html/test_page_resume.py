@@ -48,3 +48,21 @@ def test_resume_page_of_a_failing_plan_shows_the_fixes(browser: Any, tmp_path: P
     checks = browser.find_element("id", "checks").text
     assert "FAIL" in checks and "resume.not-resumable" in checks
     assert browser.find_elements("css selector", "#lr-chart") == []  # no curve to draw, said in words instead
+
+
+def test_resume_page_draws_every_param_group(browser: Any, tmp_path: Path) -> None:
+    from torch.optim import lr_scheduler
+
+    from tests.resume.test_resume_param_groups import two_group_checkpoint
+
+    path = tmp_path / "two_groups.pt"
+    two_group_checkpoint(path, lambda o: lr_scheduler.CosineAnnealingLR(o, T_max=12, eta_min=0.001), done=4)
+    page, doc = make_report(tmp_path, "resume.html", "validate-resume", path, "--epochs", "15")
+    open_report(browser, page)
+    assert embedded_json(page) == doc and len(doc["group_curves"]) == 2
+    texts = svg_texts(browser, "#lr-chart")
+    for g in (0, 1):
+        assert f"old plan · group {g}" in texts and f"resumed run · group {g}" in texts
+    series = browser.execute_script(_SERIES)
+    assert [s["data"] for s in series] == [c[side] for c in doc["group_curves"] for side in ("old", "new")]
+    assert "resume at epoch 4" in texts

@@ -41,20 +41,36 @@
                              fontWeight: "bold" } });
     }
     var unit = (sched.unit || "").indexOf("step") >= 0 && sched.steps_per_epoch ? " (points per epoch)" : "";
+    var groups = D.group_curves || [];
+    var series = [], names = [], colours = [];
+    var shades = ["#5470c6", "#ee6666", "#3ba272", "#fc8452", "#9a60b4", "#73c0de", "#fac858", "#ea7ccc"];
+    function pair(oldData, newData, suffix, colour, newColour) {
+      names.push("old plan" + suffix, "resumed run" + suffix);
+      colours.push(colour, newColour);
+      series.push({ name: "old plan" + suffix, type: "line", data: oldData, showSymbol: false, sampling: "lttb",
+                    lineStyle: { width: 2 } },
+                  { name: "resumed run" + suffix, type: "line", data: newData, showSymbol: false, sampling: "lttb",
+                    lineStyle: { width: 2, type: "dashed" } });
+    }
+    if (groups.length > 1) {
+      groups.forEach(function (g, i) {
+        var c = shades[i % shades.length];
+        pair(g.old, g["new"], " · group " + g.group, c, c);
+      });
+    } else {
+      pair(old, neu, "", shades[0], shades[1]);
+    }
+    series[0].markLine = { symbol: "none", silent: true, data: markers };
+    series[1].markPoint = { data: points };
     CK.draw(CK.chart(chartDiv), {
-      color: ["#5470c6", "#ee6666"],
-      legend: { data: ["old plan", "resumed run"], top: 4 },
+      color: colours,
+      legend: { data: names, top: 4 },
       grid: { left: 80, right: 40, top: 64, bottom: 48 },
       tooltip: { trigger: "axis", valueFormatter: function (v) { return CK.fmtNum(v); } },
       xAxis: { type: "value", name: "epoch" + unit, nameLocation: "middle", nameGap: 28, min: "dataMin", max: "dataMax" },
       yAxis: { type: "value", name: "learning rate", scale: true, nameLocation: "middle", nameGap: 58,
                axisLabel: { formatter: function (v) { return CK.fmtNum(v); } } },
-      series: [
-        { name: "old plan", type: "line", data: old, showSymbol: false, sampling: "lttb", lineStyle: { width: 2 },
-          markLine: { symbol: "none", silent: true, data: markers } },
-        { name: "resumed run", type: "line", data: neu, showSymbol: false, sampling: "lttb",
-          lineStyle: { width: 2, type: "dashed" }, markPoint: { data: points } }
-      ]
+      series: series
     });
   } else {
     chartDiv.replaceWith(CK.empty("No learning-rate curve: " + (sched.old || "the schedule is unknown") + "."));
