@@ -85,3 +85,22 @@ def test_table_of_more_than_5000_tensors_is_paged(browser: Any, tmp_path: Path) 
     box.send_keys("blocks.610")  # the filter searches every page
     keys = [r.find_elements("css selector", "td")[1].text for r in rows()]
     assert keys == [k for k in doc["sections"]["model"]["tensors"] if "blocks.610" in k]
+
+
+def test_markup_in_keys_stays_text(browser: Any, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    key = "<img src=x onerror=pwned=1>.weight"
+    save_file({key: torch.ones(4, 4)}, str(tmp_path / "hostile.safetensors"))
+    page, doc = make_report(tmp_path, "hostile.html", "inspect", tmp_path / "hostile.safetensors")
+    open_report(browser, page)
+    assert list(doc["sections"]["model"]["tensors"]) == [key]
+    ActionChains(browser).move_to_element(browser.find_element("id", "treemap-chart")).perform()  # tooltip
+    browser.execute_script("return new Promise(r => setTimeout(r, 300))")
+    assert browser.execute_script("return document.querySelectorAll('img').length") == 0
+    assert browser.execute_script("return typeof pwned") == "undefined"
+    assert key in browser.find_element("id", "tensors").text
+    tooltip = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#treemap-chart div')).map(d => d.innerText).join('\\n')")
+    assert key in tooltip and "elements: 16" in tooltip  # the tooltip shows the key as text

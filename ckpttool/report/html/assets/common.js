@@ -40,6 +40,14 @@ var CK = (function () {
     var a = Math.abs(v);
     return (a >= 1e-3 && a < 1e5) ? String(Number(v.toPrecision(4))) : v.toExponential(3);
   }
+  function escape(s) {
+    return String(s).replace(/[&<>"']/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]; });
+  }
+  /* ECharts tooltips take HTML: every line is escaped, since keys and dtypes come from the file. */
+  function tip(title, lines) {
+    return "<b>" + escape(title) + "</b>" + lines.map(function (l) { return "<br>" + escape(l); }).join("");
+  }
   function numel(shape) {
     return (shape || []).reduce(function (a, b) { return a * b; }, 1);
   }
@@ -218,7 +226,7 @@ var CK = (function () {
     });
   }
 
-  return { data: data, root: root, el: el, fmtBytes: fmtBytes, fmtCount: fmtCount, fmtNum: fmtNum,
+  return { data: data, root: root, el: el, escape: escape, tip: tip, fmtBytes: fmtBytes, fmtCount: fmtCount, fmtNum: fmtNum,
            numel: numel, shapeText: shapeText, summary: summary, empty: empty, table: table,
            findings: findings, moduleTree: moduleTree, colourMap: colourMap, chart: chart, draw: draw,
            ready: ready };

@@ -77,8 +77,7 @@
   }
 
   function tooltip(info) {
-    var d = info.data || {}, e = d.entry, metric = metricSelect.value;
-    var lines = ["<b>" + escapeHtml(d.path || info.name) + "</b>"];
+    var d = info.data || {}, e = d.entry, metric = metricSelect.value, lines = [];
     if (e) {
       lines.push("status: " + LABEL[d.status]);
       if (e.shape_a || e.shape_b) lines.push("shape: " + CK.shapeText(e.shape_a) + " → " + CK.shapeText(e.shape_b));
@@ -91,10 +90,7 @@
       if (d.worst !== null) lines.push("largest " + metric + ": " + CK.fmtNum(d.worst));
       lines.push("elements: " + CK.fmtCount(d.value));
     }
-    return lines.join("<br>");
-  }
-  function escapeHtml(s) {
-    return String(s).replace(/[&<>"]/g, function (c) { return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]; });
+    return CK.tip(d.path || info.name, lines);
   }
 
   function moduleList(nodes, metric, depth) {

@@ -73,15 +73,11 @@
 
   function tooltip(info) {
     var d = info.data || {};
-    var lines = ["<b>" + escapeHtml(d.path || info.name) + "</b>",
-                 "elements: " + CK.fmtCount(d.value), "bytes: " + CK.fmtBytes(d.nbytes)];
+    var lines = ["elements: " + CK.fmtCount(d.value), "bytes: " + CK.fmtBytes(d.nbytes)];
     if (d.dtype) lines.push("dtype: " + d.dtype);
     if (d.shape) lines.push("shape: " + CK.shapeText(d.shape));
     if (d.section) lines.push("section: " + d.section);
-    return lines.join("<br>");
-  }
-  function escapeHtml(s) {
-    return String(s).replace(/[&<>"]/g, function (c) { return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]; });
+    return CK.tip(d.path || info.name, lines);
   }
 
   function drawTreemap() {
@@ -130,7 +126,7 @@
     dtypeDiv.style.height = Math.max(120, 40 + 28 * names.length) + "px";
     CK.draw(CK.chart(dtypeDiv), {
       grid: { left: 110, right: 140, top: 10, bottom: 24 },
-      tooltip: { formatter: function (p) { return p.name + ": " + CK.fmtBytes(p.value); } },
+      tooltip: { formatter: function (p) { return CK.escape(p.name + ": " + CK.fmtBytes(p.value)); } },
       xAxis: { type: "value", axisLabel: { formatter: function (v) { return CK.fmtBytes(v); } } },
       yAxis: { type: "category", data: names },
       series: [{ type: "bar", data: names.map(function (n) {
