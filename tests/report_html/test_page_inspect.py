@@ -104,3 +104,17 @@ def test_markup_in_keys_stays_text(browser: Any, tmp_path: Path) -> None:
     tooltip = browser.execute_script(
         "return Array.from(document.querySelectorAll('#treemap-chart div')).map(d => d.innerText).join('\\n')")
     assert key in tooltip and "elements: 16" in tooltip  # the tooltip shows the key as text
+
+
+def test_stats_columns_with_inspect_stats(browser: Any, tmp_path: Path) -> None:
+    page, doc = make_report(tmp_path, "stats.html", "inspect", FIXTURES / "model1_state_dict.pt", "--stats")
+    open_report(browser, page)
+    assert embedded_json(page) == doc
+    sd = torch_load(FIXTURES / "model1_state_dict.pt")
+    heads = [th.text.strip() for th in browser.find_elements("css selector", "#tensors thead th")]
+    assert heads[-6:] == ["min", "max", "mean", "std", "nan", "inf"]
+    for row in browser.find_elements("css selector", "#tensors tbody tr"):
+        cells = [td.text for td in row.find_elements("css selector", "td")]
+        t = sd[cells[1]].double()
+        assert abs(float(cells[-4]) - t.mean().item()) <= 1e-3 * abs(t.mean().item()) + 1e-12  # 4 digits shown
+        assert float(cells[-6]) == float(f"{t.min().item():.4g}") and cells[-2:] == ["0", "0"]

@@ -11,8 +11,10 @@
     var ts = sections[s].tensors;
     Object.keys(ts).forEach(function (k) {
       var t = ts[k] || {};
+      var st = t.stats || {};
       rows.push({ section: s, key: k, dtype: t.dtype || "?", shape: t.shape, nbytes: t.nbytes,
-                  numel: t.shape ? CK.numel(t.shape) : 0, kind: t.kind || "" });
+                  numel: t.shape ? CK.numel(t.shape) : 0, kind: t.kind || "", min: st.min, max: st.max,
+                  mean: st.mean, std: st.std, nan: st.nan, inf: st.inf, stats: !!t.stats });
     });
   });
   var dtypes = Array.from(new Set(rows.map(function (r) { return r.dtype; }).concat(Object.keys((D.totals || {}).bytes_by_dtype || {})))).sort();
@@ -152,7 +154,8 @@
           value: function (r) { return r.numel; } },
         { key: "numel", label: "elements", num: true, text: function (r) { return CK.fmtCount(r.numel); } },
         { key: "nbytes", label: "bytes", num: true, text: function (r) { return CK.fmtCount(r.nbytes); } }
-      ]
+      ].concat(rows.some(function (r) { return r.stats; }) ?  /* inspect --stats */
+        ["min", "max", "mean", "std", "nan", "inf"].map(function (k) { return { key: k, label: k, num: true }; }) : [])
     });
   } else {
     tensorsBox.appendChild(CK.empty("No tensors."));
