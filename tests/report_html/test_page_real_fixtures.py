@@ -10,7 +10,7 @@ import torch
 from tests.conftest import FIXTURES
 from tests.oracle import torch_load
 from tests.report_html.browser import embedded_json, open_report, svg_texts
-from tests.report_html.conftest import make_report
+from tests.report_html.conftest import make_report, top_modules
 
 
 def _listed(browser: Any, selector: str) -> set[str]:
@@ -23,7 +23,9 @@ def test_lightning_checkpoint_inspect_and_resume(browser: Any, tmp_path: Path) -
     page, doc = make_report(tmp_path, "inspect.html", "inspect", FIXTURES / "lightning.ckpt")
     open_report(browser, page)
     assert embedded_json(page) == doc
-    assert _listed(browser, "#treemap-modules [data-module]") == {k.split(".")[0] for k in ckpt["state_dict"]}
+    expected = set(top_modules(ckpt["state_dict"]).values())
+    assert len(expected) > 1 and all(m.startswith("model.") for m in expected)  # below Lightning's "model."
+    assert _listed(browser, "#treemap-modules [data-module]") == expected
     assert len(browser.find_elements("css selector", "#tensors tbody tr")) == sum(
         len(s.get("tensors", {})) for s in doc["sections"].values())
 
@@ -44,10 +46,11 @@ def test_real_ultralytics_checkpoint(browser: Any, tmp_path: Path) -> None:
     page, doc = make_report(tmp_path, "inspect.html", "inspect", last)
     open_report(browser, page)
     assert embedded_json(page) == doc
-    assert _listed(browser, "#treemap-modules [data-module]") == {k.split(".")[0] for k in model}
+    assert _listed(browser, "#treemap-modules [data-module]") == set(top_modules(model).values())
 
     a, b = model, _weights(final)
-    changed = {k.split(".")[0] for k in set(a) | set(b)
+    top = top_modules(set(a) | set(b))
+    changed = {top[k] for k in top
                if k not in a or k not in b or a[k].shape != b[k].shape or a[k].dtype != b[k].dtype
                or not torch.equal(a[k], b[k])}
     page, doc = make_report(tmp_path, "diff.html", "diff", last, final, status=1 if changed else 0)

@@ -198,6 +198,13 @@ var CK = (function () {
     return rootNode;
   }
 
+  /* Below a module that holds every tensor (a Lightning "model." wrapper), its children are the top level. */
+  function topLevel(tree) {
+    var top = tree;
+    while (top.children.length === 1 && top.children[0].children) top = top.children[0];
+    return top;
+  }
+
   var palette = ["#5470c6", "#91cc75", "#fac858", "#ee6666", "#73c0de", "#3ba272", "#fc8452", "#9a60b4",
                  "#ea7ccc", "#2f4554", "#c23531", "#61a0a8"];
   function colourMap(names) {
@@ -228,6 +235,7 @@ var CK = (function () {
 
   return { data: data, root: root, el: el, escape: escape, tip: tip, fmtBytes: fmtBytes, fmtCount: fmtCount, fmtNum: fmtNum,
            numel: numel, shapeText: shapeText, summary: summary, empty: empty, table: table,
-           findings: findings, moduleTree: moduleTree, colourMap: colourMap, chart: chart, draw: draw,
+           findings: findings, moduleTree: moduleTree, topLevel: topLevel, colourMap: colourMap, chart: chart,
+           draw: draw,
            ready: ready };
 })();

@@ -73,7 +73,7 @@
       node.itemStyle = { color: band, borderColor: marked ? "#7a2e1f" : "#9aa1aa" };
       return node;
     })(t);
-    return t.children;
+    return CK.topLevel(t);
   }
 
   function tooltip(info) {
@@ -112,14 +112,14 @@
   }
 
   function drawMap() {
-    var metric = metricSelect.value, data = build(metric);
+    var metric = metricSelect.value, top = build(metric), data = top.children;
     var list = document.getElementById("diff-modules");
     list.textContent = "";
     Array.from(moduleList(data, metric, 0).childNodes).forEach(function (li) { list.appendChild(li); });
     return CK.draw(chart, {
       tooltip: { formatter: tooltip },
       series: [{
-        type: "treemap", name: D.section, data: data, roam: false, nodeClick: "zoomToNode", animation: false,
+        type: "treemap", name: top.path || D.section, data: data, roam: false, nodeClick: "zoomToNode", animation: false,
         leafDepth: entries.length > 400 ? 2 : undefined, top: 8, left: 4, right: 4, bottom: 30,
         visibleMin: 1, childrenVisibleMin: 1, breadcrumb: { show: true, bottom: 4 },
         label: { show: true, formatter: "{b}", overflow: "truncate", color: "#1d2330" },

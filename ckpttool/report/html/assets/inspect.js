@@ -70,7 +70,8 @@
       n.dtype = Object.keys(weight).length > 1 ? "mixed" : top;
       return leaves;
     })(t);
-    return { data: t.children, colours: colours };
+    var top = CK.topLevel(t);
+    return { data: top.children, colours: colours, root: top.path };
   }
 
   function tooltip(info) {
@@ -101,7 +102,7 @@
     return CK.draw(treemap, {
       tooltip: { formatter: tooltip },
       series: [{
-        type: "treemap", name: select.value === "*" ? "all sections" : select.value, data: t.data,
+        type: "treemap", name: t.root || (select.value === "*" ? "all sections" : select.value), data: t.data,
         roam: false, nodeClick: "zoomToNode", leafDepth: rows.length > 400 ? 2 : undefined, animation: false,
         top: 8, left: 4, right: 4, bottom: 30, visibleMin: 1, childrenVisibleMin: 1,
         breadcrumb: { show: true, bottom: 4 },
