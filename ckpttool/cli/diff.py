@@ -140,7 +140,7 @@ def command(a: Path, b: Path, section: str, rtol: float, atol: float, strip_pref
 
     options = _options(section, rtol, atol, strip_prefix, normalize_keys, maps, group_by, depth, fail_on,
                        ignore_dtype, rules_file, like)
-    check_html(html_out, open_html)
+    check_html(html_out, open_html, inputs=(a, b))
     ckpt_a, ckpt_b = open_checkpoint(a), open_checkpoint(b)
     bar = _DelayedBar()
     try:

@@ -22,16 +22,18 @@ def html_options(fn: F) -> F:
                         help="Also write a self-contained HTML report (needs: pip install 'ckpttool[report]').")(fn)
 
 
-def check_html(html_out: Path | None, open_html: bool) -> None:
-    """Refuse bad combinations and a missing extra before any work is done."""
+def check_html(html_out: Path | None, open_html: bool, inputs: Sequence[Path] = ()) -> None:
+    """Refuse bad combinations, a missing extra and an unwritable target before any work is done."""
     from ckpttool.errors import UsageError
 
     if open_html and html_out is None:
         raise UsageError("--open needs --html OUT.html")
     if html_out is not None:
-        from ckpttool.report.html import require_extra
+        from ckpttool.io.write.atomic import check_target
+        from ckpttool.report.html import is_report_file, require_extra
 
         require_extra()
+        check_target(html_out, list(inputs), force=is_report_file(html_out))
 
 
 def emit_html(kind: str, document: dict[str, Any], html_out: Path | None, open_html: bool,

@@ -41,7 +41,7 @@ def command(path: Path, sections: tuple[str, ...], keys: bool, stats: bool, dept
     from ckpttool.io import open_checkpoint
     from ckpttool.ops.inspect import inspect_checkpoint
 
-    check_html(html_out, open_html)
+    check_html(html_out, open_html, inputs=(path,))
     with about(path):
         report = inspect_checkpoint(open_checkpoint(path), sections=sections, stats=stats)
     emit_html("inspect", report.to_dict(), html_out, open_html, inputs=(path,), title=f"ckpttool inspect {path}")

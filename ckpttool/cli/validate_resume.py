@@ -99,7 +99,7 @@ def command(path: Path, epochs: int, epochs_mode: str, schedule: str | None, lr_
             raise UsageError(f"{name} must be at least 1")
     if start_epoch is not None and start_epoch < 0:
         raise UsageError("--start-epoch must be 0 or more")
-    check_html(html_out, open_html)
+    check_html(html_out, open_html, inputs=(path,) + ((output,) if output else ()))
     if max_jump < 0 or window < 1:
         raise UsageError("--max-jump must be >= 0 and --window >= 1")
     opts = ResumeOptions(epochs=epochs, epochs_mode=epochs_mode, schedule=schedule, lr_lambda=lr_lambda,  # type: ignore[arg-type]

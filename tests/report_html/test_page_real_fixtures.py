@@ -35,6 +35,24 @@ def test_lightning_checkpoint_inspect_and_resume(browser: Any, tmp_path: Path) -
     assert f"resume at epoch {doc['start_epoch']}" in svg_texts(browser, "#lr-chart")
 
 
+def test_lightning_checkpoint_diff_after_a_change(browser: Any, tmp_path: Path) -> None:
+    ckpt = torch.load(FIXTURES / "lightning.ckpt", map_location="cpu", weights_only=False)
+    tuned = dict(ckpt, state_dict={k: v.clone() for k, v in ckpt["state_dict"].items()})
+    first = next(k for k in tuned["state_dict"] if k.endswith(".weight"))
+    tuned["state_dict"][first][0] += 0.25
+    torch.save(tuned, tmp_path / "tuned.ckpt")
+    a, b = ckpt["state_dict"], torch.load(tmp_path / "tuned.ckpt", weights_only=False)["state_dict"]
+    top = top_modules(a)
+    changed = {top[k] for k in a if not torch.equal(a[k], b[k])}
+    assert changed == {top[first]}
+    page, doc = make_report(tmp_path, "diff.html", "diff", FIXTURES / "lightning.ckpt", tmp_path / "tuned.ckpt",
+                            status=1)
+    open_report(browser, page)
+    assert embedded_json(page) == doc
+    assert _listed(browser, "#diff-modules > li[data-changed=true]") == changed
+    assert _listed(browser, "#diff-modules > li") == set(top.values())
+
+
 def _weights(path: Path) -> dict[str, torch.Tensor]:
     ckpt = torch_load(path)
     return (ckpt["model"] if ckpt["model"] is not None else ckpt["ema"]).state_dict()
