@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ckpttool.errors import VerificationFailed
+from ckpttool.errors import OutputRefused, VerificationFailed
 from ckpttool.io.write.atomic import check_target, commit, temporary_output
 from ckpttool.report.html.render import MARKER, render_html
 
@@ -39,9 +40,13 @@ def write_html(kind: str, document: dict[str, Any], output: Path, *, inputs: Seq
     page = render_html(kind, document, title=title or f"ckpttool {kind}").encode("utf-8")
     check_target(output, [Path(p) for p in inputs], force=is_report_file(output))
     with temporary_output(output) as (tmp, sink):
-        sink.write(page)
+        try:
+            sink.write(page)
+            os.fsync(sink.fd)
+        except OSError as exc:
+            raise OutputRefused(f"writing failed: {exc.strerror or exc}", path=output) from None
         digest = sink.hexdigest()
         if hashlib.sha256(tmp.read_bytes()).hexdigest() != digest:
             raise VerificationFailed("the report read back differs from what was written", path=output)
-        commit(tmp, output, force=output.exists())
+        commit(tmp, output, force=is_report_file(output))  # never a file that appeared meanwhile
     return output
