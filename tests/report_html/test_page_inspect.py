@@ -118,3 +118,28 @@ def test_stats_columns_with_inspect_stats(browser: Any, tmp_path: Path) -> None:
         t = sd[cells[1]].double()
         assert abs(float(cells[-4]) - t.mean().item()) <= 1e-3 * abs(t.mean().item()) + 1e-12  # 4 digits shown
         assert float(cells[-6]) == float(f"{t.min().item():.4g}") and cells[-2:] == ["0", "0"]
+
+
+def test_treemap_drills_down_on_click(browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    page, _ = make_report(tmp_path, "inspect.html", "inspect", FIXTURES / "model1_state_dict.pt")
+    open_report(browser, page)
+    sd = torch_load(FIXTURES / "model1_state_dict.pt")
+    share = {m: sum(t.numel() for k, t in sd.items() if k.split(".")[0] == m) / sum(t.numel() for t in sd.values())
+             for m in {k.split(".")[0] for k in sd}}
+    largest = max(share, key=share.__getitem__)
+    assert share[largest] > 0.5  # it fills the left of the map
+    before = svg_texts(browser, "#treemap")
+    others = {m for m in share if m in before and m != largest}
+    assert others
+    chart = browser.find_element("id", "treemap-chart")
+    # a click on one of its tensors shows that tensor's module alone
+    ActionChains(browser).move_to_element_with_offset(chart, -chart.size["width"] // 4, 0).click().perform()
+    browser.execute_script("return new Promise(r => setTimeout(r, 500))")
+    after = svg_texts(browser, "#treemap")
+    assert largest in after and not (others & set(after))  # only the largest module is drawn now
+    crumbs = browser.find_elements("css selector", "#treemap-chart svg text")
+    next(c for c in reversed(crumbs) if c.text == "model").click()  # the path bar goes back up
+    browser.execute_script("return new Promise(r => setTimeout(r, 500))")
+    assert others <= set(svg_texts(browser, "#treemap"))

@@ -178,7 +178,8 @@ var CK = (function () {
       for (var i = 0; i < parts.length - 1; i++) {
         var child = node.index[parts[i]];
         if (!child) {
-          child = { name: parts[i], path: parts.slice(0, i + 1).join("."), children: [], index: {} };
+          var path = parts.slice(0, i + 1).join(".");
+          child = { name: parts[i], path: path, id: path, children: [], index: {} };
           node.index[parts[i]] = child;
           node.children.push(child);
         }
@@ -186,7 +187,7 @@ var CK = (function () {
       }
       var l = leaf(item);
       l.name = parts[parts.length - 1];
-      l.path = keyOf(item);
+      l.path = l.id = keyOf(item);
       node.children.push(l);
     });
     (function sum(n) {
@@ -219,6 +220,15 @@ var CK = (function () {
     window.addEventListener("resize", function () { c.resize(); });
     return c;
   }
+  /* Click a module to show only it (a tensor: its module); the path bar below goes back up.
+     ECharts' own nodeClick only zooms, which does nothing for a module that already fills the view. */
+  function drillOnClick(c) {
+    c.on("click", function (p) {
+      if (p.componentType !== "series" || !p.data || !p.data.path) return;
+      var target = p.data.children ? p.data.path : p.data.path.split(".").slice(0, -1).join(".");
+      if (target) c.dispatchAction({ type: "treemapRootToNode", seriesIndex: 0, targetNodeId: target });
+    });
+  }
   function draw(c, option) {
     option.animation = false;
     var done = new Promise(function (resolve) { c.on("finished", resolve); });
@@ -236,6 +246,7 @@ var CK = (function () {
   return { data: data, root: root, el: el, escape: escape, tip: tip, fmtBytes: fmtBytes, fmtCount: fmtCount, fmtNum: fmtNum,
            numel: numel, shapeText: shapeText, summary: summary, empty: empty, table: table,
            findings: findings, moduleTree: moduleTree, topLevel: topLevel, colourMap: colourMap, chart: chart,
+           drillOnClick: drillOnClick,
            draw: draw,
            ready: ready };
 })();

@@ -119,7 +119,7 @@
     return CK.draw(chart, {
       tooltip: { formatter: tooltip },
       series: [{
-        type: "treemap", name: top.path || D.section, data: data, roam: false, nodeClick: "zoomToNode", animation: false,
+        type: "treemap", name: top.path || D.section, data: data, roam: false, nodeClick: false, animation: false,
         leafDepth: entries.length > 400 ? 2 : undefined, top: 8, left: 4, right: 4, bottom: 30,
         visibleMin: 1, childrenVisibleMin: 1, breadcrumb: { show: true, bottom: 4 },
         label: { show: true, formatter: "{b}", overflow: "truncate", color: "#1d2330" },
@@ -131,6 +131,7 @@
     });
   }
   if (chart) {
+    CK.drillOnClick(chart);
     metricSelect.addEventListener("change", drawMap);
     drawMap();
     var legend = el("ul", { cls: "legend" });

@@ -103,7 +103,7 @@
       tooltip: { formatter: tooltip },
       series: [{
         type: "treemap", name: t.root || (select.value === "*" ? "all sections" : select.value), data: t.data,
-        roam: false, nodeClick: "zoomToNode", leafDepth: rows.length > 400 ? 2 : undefined, animation: false,
+        roam: false, nodeClick: false, leafDepth: rows.length > 400 ? 2 : undefined, animation: false,
         top: 8, left: 4, right: 4, bottom: 30, visibleMin: 1, childrenVisibleMin: 1,
         breadcrumb: { show: true, bottom: 4 },
         label: { show: true, formatter: "{b}", overflow: "truncate" },
@@ -115,6 +115,7 @@
     });
   }
   if (treemap) {
+    CK.drillOnClick(treemap);
     select.addEventListener("change", drawTreemap);
     colourSelect.addEventListener("change", drawTreemap);
     drawTreemap();
