@@ -9,12 +9,26 @@ DEMO := demo-out
 .PHONY: setup demo test lint bench fixtures clean
 
 setup: $(STAMP)
+setup: browser
+
+# Headless Chromium for the browser tests of the HTML reports: installed from Debian when missing
+# (as root, or through sudo); the package lists are refreshed only when the first try fails.
+.PHONY: browser
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  echo "installing chromium and chromium-driver (browser tests of the HTML reports)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -qq >/dev/null 2>&1 && $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; } || \
+	  echo "could not install chromium and chromium-driver: the browser tests in tests/report_html will fail"; }
 
 $(STAMP): pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[report]'
 	touch $(STAMP)
 
 demo: setup
@@ -43,6 +57,10 @@ demo: setup
 	@echo "== ckpttool convert: training checkpoint -> fp16 EMA release in safetensors, and back to torch"
 	$(CKPT) convert fixtures/model1_train.pt -o $(DEMO)/release.safetensors --ema --dtype fp16 --force
 	$(CKPT) convert $(DEMO)/release.safetensors -o $(DEMO)/release.pt --force
+	@echo "== HTML reports to open in a browser: $(DEMO)/inspect.html, $(DEMO)/diff.html, $(DEMO)/resume.html"
+	$(CKPT) inspect fixtures/model1_train.pt --html $(DEMO)/inspect.html >/dev/null
+	-$(CKPT) diff fixtures/model1_train.pt fixtures/model1_release.pt --section all --html $(DEMO)/diff.html >/dev/null
+	$(CKPT) validate-resume fixtures/model1_train.pt --epochs 400 --html $(DEMO)/resume.html >/dev/null
 
 test: setup
 	$(PY) -m pytest
@@ -52,6 +70,7 @@ lint: setup
 
 bench: setup
 	$(PY) bench/inspect_bench.py
+	$(PY) bench/html_bench.py
 
 fixtures: setup
 	$(PY) fixtures/make_fixtures.py

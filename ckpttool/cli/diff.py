@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ckpttool.cli.common import console, emit_json, input_path, json_option, print_renderable
+from ckpttool.cli.html_output import check_html, emit_html, html_options
 from ckpttool.errors import UsageError
 
 _SECTIONS = ("model", "ema", "optimizer", "scheduler", "scaler", "meta", "all")
@@ -108,10 +109,11 @@ def _options(section: str, rtol: float, atol: float, strip_prefix: tuple[str, ..
 @click.option("--ignore-dtype", is_flag=True,
               help="A dtype change alone (values within tolerance) is not a difference.")
 @json_option
+@html_options
 def command(a: Path, b: Path, section: str, rtol: float, atol: float, strip_prefix: tuple[str, ...],
             normalize_keys: bool, maps: tuple[str, ...], rules_file: Path | None, like: Path | None,
             group_by: str | None, depth: int | None, show_all: bool, fail_on: tuple[str, ...], ignore_dtype: bool,
-            as_json: bool) -> int:
+            as_json: bool, html_out: Path | None = None, open_html: bool = False) -> int:
     """Compare two checkpoints, any formats, section by section.
 
     Tensors with identical bytes are confirmed by a streamed byte comparison; others get
@@ -129,6 +131,7 @@ def command(a: Path, b: Path, section: str, rtol: float, atol: float, strip_pref
       ckpttool diff old.pt new.pt --like new.pt
       ckpttool diff base.pt tuned.pt --group-by module --depth 2
       ckpttool diff base.pt tuned.pt --fail-on 'backbone.*:max_abs>0' --json
+      ckpttool diff base.pt tuned.pt --html changes.html
 
     \b
     Exit status: 0 equal (within tolerance), 1 different (or a --fail-on rule broken), 2 error.
@@ -138,12 +141,14 @@ def command(a: Path, b: Path, section: str, rtol: float, atol: float, strip_pref
 
     options = _options(section, rtol, atol, strip_prefix, normalize_keys, maps, group_by, depth, fail_on,
                        ignore_dtype, rules_file, like)
+    check_html(html_out, open_html, inputs=(a, b))
     ckpt_a, ckpt_b = open_checkpoint(a), open_checkpoint(b)
     bar = _DelayedBar()
     try:
         result = diff_checkpoints(ckpt_a, ckpt_b, options, progress=bar)
     finally:
         bar.close()
+    emit_html("diff", result.to_dict(), html_out, open_html, inputs=(a, b), title=f"ckpttool diff {a} {b}")
     if as_json:
         emit_json(result.to_dict())
     else:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ckpttool.cli.common import emit_json, input_path, json_option, print_renderable
+from ckpttool.cli.html_output import check_html, emit_html, html_options
 from ckpttool.errors import about
 from ckpttool.model import SECTION_KINDS
 
@@ -20,7 +21,9 @@ from ckpttool.model import SECTION_KINDS
 @click.option("--depth", default=2, show_default=True, type=click.IntRange(0, 64),
               help="Module levels to expand in the tree view.")
 @json_option
-def command(path: Path, sections: tuple[str, ...], keys: bool, stats: bool, depth: int, as_json: bool) -> int:
+@html_options
+def command(path: Path, sections: tuple[str, ...], keys: bool, stats: bool, depth: int, as_json: bool,
+            html_out: Path | None = None, open_html: bool = False) -> int:
     """Show what a checkpoint holds, without running code from it.
 
     Reads only the archive index and the pickle (never tensor bytes unless --stats, never torch):
@@ -33,12 +36,15 @@ def command(path: Path, sections: tuple[str, ...], keys: bool, stats: bool, dept
       ckpttool inspect last.pt --section optimizer
       ckpttool inspect model.safetensors --keys
       ckpttool inspect last.pt --json | jq '.sections.model.tensors | keys'
+      ckpttool inspect last.pt --html last.html --open
     """
     from ckpttool.io import open_checkpoint
     from ckpttool.ops.inspect import inspect_checkpoint
 
+    check_html(html_out, open_html, inputs=(path,))
     with about(path):
         report = inspect_checkpoint(open_checkpoint(path), sections=sections, stats=stats)
+    emit_html("inspect", report.to_dict(), html_out, open_html, inputs=(path,), title=f"ckpttool inspect {path}")
     if as_json:
         emit_json(report.to_dict())
         return 0

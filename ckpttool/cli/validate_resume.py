@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ckpttool.cli.common import emit_json, input_path, json_option, print_renderable
+from ckpttool.cli.html_output import check_html, emit_html, html_options
 from ckpttool.errors import UsageError
 
 _SCHEDULES = ("cosine", "linear", "one-cycle", "step", "multistep", "poly", "constant")
@@ -57,11 +58,13 @@ def _milestones(value: str | None) -> tuple[int, ...]:
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Where --fix writes.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists (never the input).")
 @json_option
+@html_options
 def command(path: Path, epochs: int, epochs_mode: str, schedule: str | None, lr_lambda: str | None,
             lrf: float | None, lr0: float | None, gamma: float, step_size: int, milestones: str | None, power: float,
             steps_per_epoch: int | None, old_epochs: int | None, start_epoch: int | None, scheduler_mode: str,
             max_jump: float, amp: bool, window: int, plot_file: Path | None, no_plot: bool, fix: bool,
-            output: Path | None, force: bool, as_json: bool) -> int:
+            output: Path | None, force: bool, as_json: bool, html_out: Path | None = None,
+            open_html: bool = False) -> int:
     """Check a resume plan before spending GPU hours: start epoch, LR continuity, scheduler,
     optimizer, GradScaler and EMA state.
 
@@ -80,6 +83,7 @@ def command(path: Path, epochs: int, epochs_mode: str, schedule: str | None, lr_
       ckpttool validate-resume last.ckpt --epochs 30 --steps-per-epoch 500 --json
       ckpttool validate-resume last.pt --epochs 20 --fix -o last_resume.pt
       ckpttool validate-resume output/checkpoint-1500 --epochs 6
+      ckpttool validate-resume last.pt --epochs 400 --html resume.html
     """
     import ckpttool
     from ckpttool.ops.resume import ResumeOptions, validate_resume
@@ -95,6 +99,7 @@ def command(path: Path, epochs: int, epochs_mode: str, schedule: str | None, lr_
             raise UsageError(f"{name} must be at least 1")
     if start_epoch is not None and start_epoch < 0:
         raise UsageError("--start-epoch must be 0 or more")
+    check_html(html_out, open_html, inputs=(path,) + ((output,) if output else ()))
     if max_jump < 0 or window < 1:
         raise UsageError("--max-jump must be >= 0 and --window >= 1")
     opts = ResumeOptions(epochs=epochs, epochs_mode=epochs_mode, schedule=schedule, lr_lambda=lr_lambda,  # type: ignore[arg-type]
@@ -111,6 +116,8 @@ def command(path: Path, epochs: int, epochs_mode: str, schedule: str | None, lr_
         if plot_file.resolve() == Path(path).resolve():
             raise UsageError("--plot would overwrite the input")
         save_plot(result, plot_file)
+    emit_html("resume", result.to_dict(), html_out, open_html, inputs=(path,) + ((output,) if output else ()),
+              title=f"ckpttool validate-resume {path}")
     if as_json:
         emit_json(result.to_dict())
     else:

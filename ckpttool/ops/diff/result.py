@@ -256,7 +256,10 @@ class DiffResult:
                                "rtol": self.rtol, "atol": self.atol, "ignore_dtype": self.ignore_dtype,
                                "findings": [{**f.to_dict(), "section": s.name} for s in self.sections
                                             for f in s.findings],
-                               "sections": {s.name: s.to_dict() for s in self.sections}}
+                               "sections": {s.name: s.to_dict() for s in self.sections},
+                               # every aligned key with its status, shapes and statistics (drawn as a module map)
+                               "tensors": [_qualified(s.name, e.to_dict(), qualify) for s in self.sections
+                                           for e in s.entries]}
         if self.rules:
             out["fail_on"] = [r.to_dict() for r in self.rules]
             out["failed"] = self.failed

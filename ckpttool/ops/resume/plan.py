@@ -41,6 +41,8 @@ class LRPlan:
     new_desc: str = ""
     old_points: list[tuple[float, float]] = field(default_factory=list)
     new_points: list[tuple[float, float]] = field(default_factory=list)
+    # every param group's curves, when the optimizer has more than one: [{"old": [...], "new": [...]}, ...]
+    group_points: list[dict[str, list[tuple[float, float]]]] = field(default_factory=list)
     last_trained: float | None = None
     resume_old: float | None = None
     resume_new: float | None = None
@@ -161,7 +163,18 @@ def _rebuilt(plan: LRPlan, model: Schedule, src: str, ctx: ResumeContext, opts: 
     else:
         plan.old_desc = "unknown: the old total epochs are not recorded (give --old-epochs)"
         plan.resume_old = plan.saved_lr
+    plan.group_points = _scaled_groups(plan, param_groups(ctx))
     return plan
+
+
+def _scaled_groups(plan: LRPlan, groups: list[dict[str, Any]]) -> list[dict[str, list[tuple[float, float]]]]:
+    """A rebuilt schedule multiplies each group's own base LR (``initial_lr``) by the same factor."""
+    bases = [g.get("initial_lr", g.get("lr")) for g in groups]
+    if len(groups) < 2 or not bases[0] or any(b is None for b in bases):
+        return []
+    ratios = [b / bases[0] for b in bases]
+    return [{"old": [(e, v * r) for e, v in plan.old_points], "new": [(e, v * r) for e, v in plan.new_points]}
+            for r in ratios]
 
 
 def _unit(ctx: ResumeContext, opts: ResumeOptions, last: int) -> tuple[int, str]:
@@ -222,12 +235,14 @@ def _restored(ctx: ResumeContext, opts: ResumeOptions, groups: list[dict[str, An
     plan.last_trained = _closed(probe, last - 1)
     plan.resume_old = plan.resume_new = plan.saved_lr
     horizon = old_total if old_total is not None else new_total
-    plan.old_points = [(e, v) for e in range(0, horizon) if (v := _closed(probe, e * k)) is not None]
+    old_all = [(e, values) for e in range(0, horizon) if (values := _closed_all(probe, e * k))]
+    plan.old_points = [(e, values[0]) for e, values in old_all]
     end_unit = new_total * k
     if end_unit - last > MAX_SIM_STEPS:
         raise UsageError(f"the resumed run would step the scheduler {end_unit - last} times; more than "
                          f"{MAX_SIM_STEPS} is not simulated")
     plan.new_points = [(_epoch(last, k), groups[0]["lr"])]
+    new_all = [(_epoch(last, k), [g["lr"] for g in groups])]
     unit = last
     while unit < end_unit:
         try:
@@ -240,6 +255,10 @@ def _restored(ctx: ResumeContext, opts: ResumeOptions, groups: list[dict[str, An
         unit += 1
         if unit % k == 0 and unit < end_unit:
             plan.new_points.append((unit // k, groups[0]["lr"]))
+            new_all.append((unit // k, [g["lr"] for g in groups]))
+    if len(groups) > 1:
+        plan.group_points = [{"old": [(e, v[i]) for e, v in old_all if i < len(v)],
+                              "new": [(e, v[i]) for e, v in new_all]} for i in range(len(groups))]
     return plan
 
 
@@ -262,3 +281,8 @@ def _closed(sim: SimScheduler, unit: int) -> float | None:
         return None
     values = sim.closed_form(unit)
     return values[0] if values else None
+
+
+def _closed_all(sim: SimScheduler, unit: int) -> list[float] | None:
+    """Every group's LR at ``unit`` from the closed form, or None where there is none."""
+    return sim.closed_form(unit) if unit >= 0 else None

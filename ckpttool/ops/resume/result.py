@@ -75,6 +75,7 @@ class ResumeResult:
     fixes: list[str] = field(default_factory=list)
     overflow: dict[str, Any] | None = None
     written: dict[str, Any] | None = None
+    group_curves: list[dict[str, list[list[float]]]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -93,6 +94,9 @@ class ResumeResult:
             "epochs_readings": dict(self.readings),
             "lr": dict(self.lr),
             "curve": {k: [list(p) for p in v] for k, v in self.curve.items()},
+            "full_curve": {k: [list(p) for p in v] for k, v in self.full_curve.items()},
+            "group_curves": [{"group": i, **{k: [list(p) for p in v] for k, v in g.items()}}
+                             for i, g in enumerate(self.group_curves)],
             "schedule": dict(self.schedule),
             "overflow": self.overflow,
             "checks": [c.to_dict() for c in self.checks],

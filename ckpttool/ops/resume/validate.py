@@ -63,6 +63,7 @@ def validate_resume(ckpt: Checkpoint, opts: ResumeOptions, *, fix_output: Path |
             "jump": plan.jump},
         curve=_window(plan, start, opts.window),
         full_curve={"old": [list(p) for p in plan.old_points], "new": [list(p) for p in plan.new_points]},
+        group_curves=[{k: [list(p) for p in v] for k, v in g.items()} for g in plan.group_points],
         schedule={"mode": plan.mode, "old": plan.old_desc, "new": plan.new_desc, "unit": plan.unit_source,
                   "steps_per_epoch": steps, "base_lr": plan.base_lr, "base_lr_source": plan.base_source,
                   "convention": ctx.convention, "notes": ctx.notes + plan.notes},
