@@ -27,8 +27,7 @@ $(STAMP): pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
-	$(PY) -m pip install --quiet -e '.[dev]'
-	$(PY) -m pip install --quiet -e '.[report]'
+	$(PY) -m pip install --quiet -e '.[dev,report]'
 	touch $(STAMP)
 
 demo: setup

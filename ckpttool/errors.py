@@ -20,6 +20,7 @@ __all__ = [
     "NestingLimit",
     "ExpansionLimit",
     "InflationLimit",
+    "AllocationLimit",
     "UnsupportedFormat",
     "SectionNotFound",
     "UnsafeContent",
@@ -91,6 +92,12 @@ class InflationLimit(ResourceLimit):
     """A compressed record that inflates far beyond what its compressed size can honestly hold."""
 
     trap = "resource.zip-bomb"
+
+
+class AllocationLimit(ResourceLimit):
+    """A storage declaring more bytes than any machine holds: a loader that allocates first dies."""
+
+    trap = "resource.huge-storage"
 
 
 class UnsupportedFormat(CkptError):

@@ -24,8 +24,8 @@ def command(paths: tuple[Path, ...], verbose: bool, as_json: bool) -> int:
     Status of each file:
       clean       plain data and classes read as stand-ins only
       suspicious  built to exhaust whoever loads it (memo explosion, self-containing list or dict,
-                  nesting no loader survives, zip bomb): resource.* findings
-      code        a TorchScript archive: loading it compiles and runs its code files
+                  nesting no loader survives, zip bomb, huge storage): resource.* findings
+      code        a TorchScript or torch.export archive: loading it builds and runs its code
       dangerous   names a global that could run code if called
       unreadable  could not be read (also one error line per file on stderr)
     Exit status: 0 all clean, 1 a file is suspicious, code or dangerous, 2 a file could not be

@@ -32,6 +32,7 @@ class TreeRead:
         self.path, self.format, self.tree, self.size = path, fmt, tree, size
         self.loads, self.anomalies, self.script = loads, anomalies, script
         self.members = members or {}
+        self.zip_index: Any = None  # a zip archive's directory, for checks that need only it
 
 
 def _check_path(path: Path) -> int:
@@ -76,7 +77,9 @@ def read_tree(path: Path, *, keep_going: bool = False) -> TreeRead:
 
         z = read_torch_zip(path, file, keep_going=keep_going)
         script = script_class_info(z.index, z.root) if z.format == "torchscript" else None
-        return TreeRead(path, z.format, z.tree, size, z.loads, z.index.anomalies, script, z.info)
+        read = TreeRead(path, z.format, z.tree, size, z.loads, z.index.anomalies, script, z.info)
+        read.zip_index = z.index
+        return read
     if fmt == "torch-legacy":
         from ckpttool.io.formats.torch_legacy import read_torch_legacy
 

@@ -11,10 +11,20 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from ckpttool.errors import InflationLimit, TruncatedFile
+from ckpttool.errors import AllocationLimit, InflationLimit, TruncatedFile
 from ckpttool.model import CHUNK_BYTES
 
-__all__ = ["FileSource", "DeflatedSource"]
+__all__ = ["FileSource", "DeflatedSource", "MAX_STORAGE_BYTES", "check_storage_size"]
+
+# No machine holds a storage this large (256 TiB); a file declaring one (2**62 elements overflowed
+# torch's C++ reader once) is built to make a loader that allocates before it reads run out.
+MAX_STORAGE_BYTES = 1 << 48
+
+
+def check_storage_size(nbytes: int, key: object, path: Path | None = None) -> None:
+    """Refuse a storage declaration no honest file makes, before anything is sized from it."""
+    if nbytes >= MAX_STORAGE_BYTES:
+        raise AllocationLimit(f"storage {key!r} declares {nbytes:,} bytes", path=path)
 
 
 class FileSource:

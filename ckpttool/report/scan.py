@@ -29,8 +29,8 @@ def render_scan(report: ScanReport, *, verbose: bool = False) -> list[Any]:
             where = f" [dim](in {escape(trap.where)})[/dim]" if trap.where else ""
             out.append(f"  [magenta]{trap.code}[/magenta]: {escape(trap.message)}{where}")
         if f.code_files:
-            out.append(f"  [red]code[/red]: torch.jit.load / torch.load would compile and run "
-                       f"{len(f.code_files)} file(s):")
+            out.append(f"  [red]code[/red]: loading (torch.jit.load, torch.export.load, torch.load) would build "
+                       f"and run {len(f.code_files)} file(s):")
             out.extend(f"    {escape(name)}" for name in f.code_files[: None if verbose else 10])
             if len(f.code_files) > 10 and not verbose:
                 out.append(f"    [dim]… {len(f.code_files) - 10} more; -v lists them[/dim]")

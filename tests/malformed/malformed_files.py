@@ -178,7 +178,7 @@ def crafted() -> list[Crafted]:
         Crafted("zip_many_entries_declared", _patch_eocd(torch_zip({}), count=65000), corrupt + limit),
         Crafted("zip64_without_locator", _patch_eocd(torch_zip({}), count=0xFFFF), corrupt),
         Crafted("zip_storage_numel_2_62", torch_zip({"archive/data.pkl": _tensor_pickle(2**62),
-                                                     "archive/data/0": w}), corrupt),
+                                                     "archive/data/0": w}), limit),
         Crafted("zip_storage_bigger_than_record", torch_zip({"archive/data.pkl": _tensor_pickle(8),
                                                              "archive/data/0": w}), corrupt),
         Crafted("zip_storage_record_missing", torch_zip({"archive/data.pkl": _tensor_pickle(4)}), corrupt),
@@ -201,7 +201,7 @@ def crafted() -> list[Crafted]:
         Crafted("zip_valid_tensor", torch_zip({"archive/data.pkl": _tensor_pickle(4), "archive/data/0": w}),
                 ("ok",)),
         # ---- legacy stream ------------------------------------------------------------------------
-        Crafted("legacy_storage_numel_2_62", _legacy_with_storage(2**62), corrupt),
+        Crafted("legacy_storage_numel_2_62", _legacy_with_storage(2**62), limit),
         Crafted("legacy_storage_missing_bytes", _legacy_with_storage(4, body=w[:8]), corrupt),
         Crafted("legacy_size_header_disagrees", _legacy_with_storage(4, header=3), corrupt),
         Crafted("legacy_undeclared_key", b"".join(legacy_parts()[:4]) + pickle.dumps(["9"], 2), corrupt),

@@ -35,6 +35,7 @@ SUSPICIOUS = {
     "zip_bomb_real_1000_to_1": "resource.zip-bomb", "zip_bomb_declared_1tb": "resource.zip-bomb",
     "zip_inflates_past_declared": "resource.zip-bomb",
     "int_of_65536_bytes": "resource.limit", "st_header_declares_gigabytes": "resource.limit",
+    "zip_storage_numel_2_62": "resource.huge-storage", "legacy_storage_numel_2_62": "resource.huge-storage",
 }
 CLEAN = ["cycle_stub_state", "int_of_1700_bytes_as_value", "nan_and_inf_values", "zip_valid_tensor", "st_valid",
          "zip_extra_member_starting_like_a_pickle"]

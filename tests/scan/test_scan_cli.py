@@ -99,6 +99,19 @@ def test_fresh_torchscript_archive_is_code(tmp_path: Path) -> None:
             n for n in z.namelist() if "/code/" in n and n.endswith(".py"))
 
 
+def test_torch_export_archive_is_code(tmp_path: Path) -> None:
+    import torch
+
+    path = tmp_path / "exported.pt2"
+    program = torch.export.export(torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU()), (torch.randn(1, 3),))
+    torch.export.save(program, str(path))
+    code, files, _ = _scan(path)
+    assert code == 1 and files["exported.pt2"]["status"] == "code"
+    with zipfile.ZipFile(path) as z:
+        graphs = [n for n in z.namelist() if "/models/" in n and n.endswith(".json")]
+    assert graphs and files["exported.pt2"]["code_files"] == graphs
+
+
 def test_human_output_names_status_and_trap(suspicious: Path) -> None:
     proc = run_cli("scan", suspicious)
     assert proc.returncode == 1 and proc.stderr == ""

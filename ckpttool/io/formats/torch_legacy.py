@@ -15,7 +15,7 @@ from typing import Any
 from ckpttool.dtypes import by_name, by_storage_class
 from ckpttool.errors import CkptError, CorruptPickle, TruncatedFile, UnreadableCheckpoint
 from ckpttool.io.pickle.run import PickleLoad, run_pickle
-from ckpttool.io.source import FileSource
+from ckpttool.io.source import FileSource, check_storage_size
 from ckpttool.model import GlobalRef, Storage
 
 __all__ = ["read_torch_legacy", "MAGIC_NUMBER", "LEGACY_PREFIX"]
@@ -51,6 +51,7 @@ class _LegacyLoader:
         d = by_storage_class(name)
         if d is None or type(numel) is not int or numel < 0 or not isinstance(key, str):
             raise CorruptPickle("malformed legacy storage id")
+        check_storage_size(numel * d.itemsize, key)
         root = self.storages.get(key)
         if root is None:
             loc = location.decode("ascii", "replace") if isinstance(location, bytes) else str(location)

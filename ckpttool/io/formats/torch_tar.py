@@ -16,7 +16,7 @@ from typing import Any
 from ckpttool.dtypes import by_name, by_storage_class
 from ckpttool.errors import CkptError, CorruptPickle, ResourceLimit, TruncatedFile, UnreadableCheckpoint
 from ckpttool.io.pickle.run import PickleLoad, run_pickle
-from ckpttool.io.source import FileSource
+from ckpttool.io.source import FileSource, check_storage_size
 from ckpttool.model import GlobalRef, Storage, TensorRef
 
 __all__ = ["read_torch_tar"]
@@ -77,6 +77,7 @@ def _storages(path: Path, member: _Member, loads: list[PickleLoad], keep_going: 
             raise TruncatedFile("a storage record is cut short", path=path)
         (numel,) = struct.unpack_from("<q", data, load.end)
         nbytes = numel * d.itemsize
+        check_storage_size(nbytes, key, path)
         if numel < 0 or load.end + 8 + nbytes > len(data):
             raise TruncatedFile(f"storage {key!r} runs past the end of its member", path=path)
         objects[str(key)] = Storage(key=str(key), dtype=d.name, nbytes=nbytes, location=str(location),

@@ -17,7 +17,7 @@ from ckpttool.dtypes import by_storage_class
 from ckpttool.errors import CorruptPickle, UnreadableCheckpoint
 from ckpttool.io.formats.zip_index import ZipIndex, read_zip_index
 from ckpttool.io.pickle.run import PickleLoad, run_pickle
-from ckpttool.io.source import FileSource
+from ckpttool.io.source import FileSource, check_storage_size
 from ckpttool.model import GlobalRef, Storage
 
 __all__ = ["read_torch_zip", "ZipRead"]
@@ -78,6 +78,7 @@ class _StorageLoader:
         record = f"{self.root}/data/{key}"
         entry = self.index.entries.get(record)
         nbytes = numel * itemsize
+        check_storage_size(nbytes, key, self.index.path)
         if entry is None:
             raise UnreadableCheckpoint(f"storage record {record!r} is missing", path=self.index.path)
         if entry.size != nbytes:

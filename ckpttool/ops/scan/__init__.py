@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ckpttool.errors import CkptError, ResourceLimit
 from ckpttool.io import READER_BUG_ERRORS, read_tree, reader_bug
+from ckpttool.io.formats.zip_index import ZipIndex
 from ckpttool.io.pickle.findings import pickle_findings
 from ckpttool.model import Finding
 from ckpttool.ops.scan.archive import archive_facts
@@ -35,23 +36,29 @@ def _record_error(result: FileScan, exc: CkptError, where: str | None = None) ->
                                             "than a file of its size can honestly need"))
 
 
+def _add_archive_facts(result: FileScan, index: ZipIndex | None) -> None:
+    if index is not None or result.path.is_file():
+        facts = archive_facts(result.path, index)
+        result.code_files = facts.code_files
+        result.findings += facts.findings
+
+
 def scan_file(path: Path) -> FileScan:
     """Scan one file; errors are recorded in the result, with the globals met before them."""
     result = FileScan(path=path)
-    archive = archive_facts(path) if path.is_file() else None
-    if archive is not None:
-        result.code_files = archive.code_files
-        result.findings += archive.findings
     try:
         read = read_tree(path, keep_going=True)
     except CkptError as exc:
         _record_error(result, exc)
+        _add_archive_facts(result, None)
         return result
     except (RecursionError, MemoryError, *READER_BUG_ERRORS) as exc:
         # a reader bug must not stop a multi-file scan, and an unread file is never clean
         result.error = reader_bug(path, exc)
+        _add_archive_facts(result, None)
         return result
     result.format = read.format
+    _add_archive_facts(result, read.zip_index)
     globals_, findings = pickle_findings(read.loads, read.tree)
     result.globals = globals_
     result.findings += findings

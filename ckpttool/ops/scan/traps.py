@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
-from ckpttool.model import Finding, PickledDict, Stub
+from ckpttool.model import Finding, Stub
 from ckpttool.tree import MAX_DEPTH, MAX_NODES
 
 __all__ = ["TreeShape", "tree_shape", "tree_traps", "EXPANSION_MIN", "EXPANSION_RATIO", "NESTING_LIMIT"]
@@ -38,7 +39,7 @@ _CONTAINERS = (dict, list, tuple, Stub)
 class TreeShape:
     """What one pass over an object graph learned."""
 
-    containers: int  # distinct containers (dicts, lists, tuples, stand-ins)
+    containers: int  # distinct non-empty containers (dicts, lists, tuples, stand-ins)
     edges: int  # child slots visited, each once
     expanded: int  # nodes a walk that does not remember what it saw would visit (capped at 2**62)
     depth: int  # longest chain of nested containers; past NESTING_LIMIT the pass stops there
@@ -47,61 +48,70 @@ class TreeShape:
 
 
 def _kids(obj: Any) -> Iterator[Any]:
-    """Every value directly below ``obj``, dict keys that are tuples included."""
+    """Every value directly below ``obj``, as an iterator that runs in C where it can.
+
+    Dict keys are left out: a key is a hashable tuple, and the reader already charges every key its
+    logical size and caps tuple depth when it builds the dict.
+    """
+    kind = type(obj)
+    if kind is list or kind is tuple or kind is dict:
+        return iter(obj.values()) if kind is dict else iter(obj)
     if isinstance(obj, dict):
-        for key, value in obj.items():
-            if type(key) is tuple:
-                yield key
-            yield value
-        if isinstance(obj, PickledDict) and obj.attrs:
-            yield obj.attrs
-    elif isinstance(obj, list | tuple):
-        yield from obj
-    elif isinstance(obj, Stub):
-        yield obj.state
-        yield from obj.args
-        yield from obj.items
-        yield from _kids(obj.entries)
+        attrs = getattr(obj, "attrs", None)
+        return chain(obj.values(), (attrs,)) if attrs else iter(obj.values())
+    if isinstance(obj, Stub):
+        return chain((obj.state,), obj.args, obj.items, obj.entries.values())
+    return iter(obj)  # a list or tuple subclass
 
 
 def tree_shape(root: Any, *, max_nodes: int = MAX_NODES) -> TreeShape:
     """Walk the distinct containers under ``root`` once, depth first, without recursion."""
     if not isinstance(root, _CONTAINERS):
         return TreeShape(0, 0, 1, 0, False, True)
+    containers = _CONTAINERS
     done: dict[int, tuple[int, int] | None] = {id(root): None}  # None while on the current path
+    lookup = done.get
     frames: list[list[Any]] = [[root, _kids(root), 1, 0]]  # node, its children, expanded, depth
-    edges, deepest, plain_back_edge, complete = 0, 0, False, True
+    push = frames.append
+    edges, plain_back_edge, complete = 0, False, True
     while frames:
         frame = frames[-1]
         for child in frame[1]:
             edges += 1
-            if not isinstance(child, _CONTAINERS):
+            if not isinstance(child, containers):
                 frame[2] += 1
                 continue
-            seen = done.get(id(child), 0)
+            if not child and not getattr(child, "attrs", None):  # empty (module hook dicts): a leaf
+                frame[2] += 1
+                if not frame[3]:
+                    frame[3] = 1
+                continue
+            seen = lookup(id(child), 0)
             if seen is None:  # a cycle: the child is an ancestor on the current path
                 plain_back_edge |= isinstance(child, _PLAIN) and isinstance(frame[0], _PLAIN)
                 continue
             if seen:
-                frame[2] = min(_CAP, frame[2] + seen[0])
-                frame[3] = max(frame[3], seen[1] + 1)
+                frame[2] += seen[0]
+                if seen[1] >= frame[3]:
+                    frame[3] = seen[1] + 1
                 continue
             if len(done) >= max_nodes:
                 complete = False
                 continue
             done[id(child)] = None
-            frames.append([child, _kids(child), 1, 0])
+            push([child, _kids(child), 1, 0])
             if len(frames) > NESTING_LIMIT:  # deep enough to call it a trap: stop here
                 return TreeShape(len(done), edges, frame[2], len(frames), False, complete)
             break
         else:
             frames.pop()
-            done[id(frame[0])] = (frame[2], frame[3])
-            deepest = max(deepest, frame[3])
+            expanded = frame[2] if frame[2] < _CAP else _CAP
+            done[id(frame[0])] = (expanded, frame[3])
             if frames:
                 parent = frames[-1]
-                parent[2] = min(_CAP, parent[2] + frame[2])
-                parent[3] = max(parent[3], frame[3] + 1)
+                parent[2] += expanded
+                if frame[3] >= parent[3]:
+                    parent[3] = frame[3] + 1
     root_expanded, root_depth = done[id(root)] or (1, 0)
     cycle = plain_back_edge and _has_plain_cycle(root)
     return TreeShape(len(done), edges, root_expanded, root_depth + 1, cycle, complete)
