@@ -23,6 +23,7 @@ FILES = MANIFEST["files"]
 NON_FIXTURE_FILES = {
     "__init__.py", "make_fixtures.py", "reference_models.py", "MANIFEST.json", "README.md",
     "requirements-fixtures.txt", "make_gpu_fixtures.py", "model1_to_model2.toml", "make_ultralytics_fixture.py",
+    "make_side_env.sh", "make_hf_fixtures.py",
 }
 MAX_FILE_BYTES = 1 << 20
 MAX_TOTAL_BYTES = 8 << 20
@@ -61,7 +62,7 @@ def test_no_undeclared_fixture_files():
         p.name for p in FIXTURES.iterdir()
         if p.is_file() and not p.name.startswith(".") and p.name not in NON_FIXTURE_FILES
     }
-    assert not {p.name for p in FIXTURES.iterdir() if p.is_dir() and p.name not in ("__pycache__", "gpu")}
+    assert not {p.name for p in FIXTURES.iterdir() if p.is_dir() and p.name not in ("__pycache__", "gpu", "hf")}
     assert present - set(FILES) == set(), "fixture files missing from MANIFEST.json"
 
 

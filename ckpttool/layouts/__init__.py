@@ -20,6 +20,7 @@ from ckpttool.layouts import (
     stable_diffusion,
     standalone,
     timm,
+    torch_export,
     yolo,
 )
 from ckpttool.layouts.base import Layout, section
@@ -30,6 +31,7 @@ from ckpttool.modules import ScriptClassInfo, is_module, module_state_dict
 __all__ = ["recognise", "RECOGNISERS", "Layout"]
 
 RECOGNISERS: tuple[tuple[str, Callable[[Any], Layout | None]], ...] = (
+    ("torch-export", torch_export.recognise),
     ("stable-diffusion", stable_diffusion.recognise),
     ("ema-pytorch", ema_packages.recognise),
     ("ema-submodule", ema_submodule.recognise),

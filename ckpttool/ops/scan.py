@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ckpttool.errors import CkptError
-from ckpttool.io import READER_BUG_ERRORS, read_tree, reader_bug
+from ckpttool.io import READER_BUG_ERRORS, code_findings, read_tree, reader_bug
 from ckpttool.io.pickle.findings import pickle_findings
 from ckpttool.model import Finding, GlobalUse
 
@@ -79,6 +79,7 @@ def scan_file(path: Path) -> FileScan:
     result.format = read.format
     result.globals, result.findings = pickle_findings(read.loads, read.tree)
     result.findings += [Finding("format.anomaly", "warn", a) for a in read.anomalies]
+    result.findings += code_findings(read)
     errors = [load.error for load in read.loads if load.error is not None]
     if errors:
         result.error = errors[0]

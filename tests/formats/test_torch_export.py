@@ -1,0 +1,182 @@
+"""torch.export archives (.pt2): ckpttool's listing against torch.export.load, diff, convert, scan."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import ckpttool
+from ckpttool.errors import CkptError
+from tests.conftest import FIXTURES, run_cli
+
+ARCHIVES = ["bn_exported.pt2", "export_zoo.pt2"]
+
+
+def _sha(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.detach().contiguous().view(-1).view(torch.uint8).numpy().tobytes()).hexdigest()
+
+
+def _dtype(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+@pytest.fixture(scope="module")
+def exported() -> dict[str, torch.export.ExportedProgram]:
+    return {name: torch.export.load(FIXTURES / name) for name in ARCHIVES}
+
+
+@pytest.mark.parametrize("name", ARCHIVES)
+def test_weights_and_constants_match_torch_export_load(name, exported):
+    ep = exported[name]
+    ckpt = ckpttool.open(FIXTURES / name)
+    assert ckpt.format == "torch-export" and ckpt.layout == "torch-export"
+    for section, expected in (("model", ep.state_dict), ("constants", ep.constants)):
+        if not expected:
+            assert section not in ckpt.sections
+            continue
+        sd = ckpt.state_dict(section)
+        assert list(sd) == list(expected)
+        for key, t in expected.items():
+            ref = sd[key]
+            assert (ref.dtype, ref.shape, ref.stride) == (_dtype(t), tuple(t.shape), t.stride()), key
+            assert ref.digest() == _sha(t), key
+    params = {k for k, v in ep.state_dict.items() if isinstance(v, torch.nn.Parameter)}
+    assert ckpt.state_dict("model").parameters == params
+
+
+def test_aliases_share_one_storage_as_in_torch(exported):
+    ep = exported["export_zoo.pt2"]
+    assert ep.state_dict["emb.weight"].data_ptr() == ep.state_dict["head.weight"].data_ptr()
+    sd = ckpttool.open(FIXTURES / "export_zoo.pt2").state_dict()
+    assert sd["emb.weight"].storage is sd["head.weight"].storage
+    assert sd["tview"].is_contiguous is False
+
+
+def test_diff_against_the_state_dict_it_was_exported_from():
+    result = run_cli("diff", FIXTURES / "bn_exported.pt2", FIXTURES / "bn_state_dict.pt", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["equal"] is True
+    assert sorted(report["identical"]) == sorted(torch.load(FIXTURES / "bn_state_dict.pt", weights_only=True))
+
+
+def test_diff_finds_a_changed_weight(tmp_path):
+    sd = torch.load(FIXTURES / "bn_state_dict.pt", weights_only=True)
+    sd["fc.bias"] = sd["fc.bias"] + 1
+    torch.save(sd, tmp_path / "changed.pt")
+    result = run_cli("diff", FIXTURES / "bn_exported.pt2", tmp_path / "changed.pt", "--json")
+    assert result.returncode == 1, result.stderr
+    assert [v["key"] for v in json.loads(result.stdout)["value_changed"]] == ["fc.bias"]
+
+
+@pytest.mark.parametrize("name", ARCHIVES)
+def test_convert_weights_to_safetensors_bit_for_bit(name, exported, tmp_path):
+    out = tmp_path / "w.safetensors"
+    result = run_cli("convert", FIXTURES / name, "-o", out, "--json")
+    assert result.returncode == 0, result.stderr
+    loaded = load_file(out)
+    expected = exported[name].state_dict
+    meta = json.loads(result.stdout)
+    # tied weights are stored once in safetensors, the other name recorded as an alias
+    assert set(loaded) | set(meta["aliases"]) == set(expected)
+    for key, t in expected.items():
+        got = loaded[meta["aliases"].get(key, key)]
+        assert got.dtype == t.dtype and got.shape == t.shape and _sha(got) == _sha(t), key
+    back = run_cli("diff", FIXTURES / name, out)
+    assert back.returncode == 0, back.stdout + back.stderr
+
+
+def test_convert_to_torch_writes_the_state_dict(exported, tmp_path):
+    out = tmp_path / "w.pt"
+    assert run_cli("convert", FIXTURES / "export_zoo.pt2", "-o", out).returncode == 0
+    loaded = torch.load(out, weights_only=True)
+    expected = exported["export_zoo.pt2"].state_dict
+    assert list(loaded) == list(expected)
+    assert all(_sha(loaded[k]) == _sha(v) for k, v in expected.items())
+    assert loaded["emb.weight"].data_ptr() == loaded["head.weight"].data_ptr()
+
+
+def test_inspect_and_scan_report_the_graph_as_code():
+    ckpt = ckpttool.open(FIXTURES / "bn_exported.pt2")
+    codes = [f for f in ckpt.findings if f.code == "format.code"]
+    assert len(codes) == 1 and "models/model.json" in codes[0].message
+    scan = run_cli("scan", FIXTURES / "bn_exported.pt2", "--json")
+    files = json.loads(scan.stdout)["files"]
+    assert any(f["code"] == "format.code" for f in files[0]["findings"])
+
+
+# -- hostile and malformed archives, made from a real one ------------------------------------------
+
+def _rewrite(src: Path, dst: Path, edit) -> None:
+    """Copy the archive member by member (stored, like torch), letting ``edit`` change members."""
+    with zipfile.ZipFile(src) as zin:
+        members = {i.filename: zin.read(i.filename) for i in zin.infolist()}
+    members = edit(members)
+    with zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for name, data in members.items():
+            zout.writestr(name, data)
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_opaque_pickle_constant_is_never_run(tmp_path):
+    marker = tmp_path / "pwned"
+    hostile = tmp_path / "hostile.pt2"
+
+    def edit(m):
+        cfg_name = "export_zoo/data/constants/model_constants_config.json"
+        cfg = json.loads(m[cfg_name])
+        cfg["config"]["evil"] = {"path_name": "opaque_obj_0", "is_param": False, "use_pickle": True,
+                                 "tensor_meta": None}
+        m[cfg_name] = json.dumps(cfg).encode()
+        m["export_zoo/data/constants/opaque_obj_0"] = pickle.dumps(_Payload(marker))
+        return m
+
+    _rewrite(FIXTURES / "export_zoo.pt2", hostile, edit)
+    scan = run_cli("scan", hostile, "--json", cwd=tmp_path)
+    assert scan.returncode == 1
+    assert "os.system" in json.loads(scan.stdout)["files"][0]["dangerous"] or \
+        "posix.system" in json.loads(scan.stdout)["files"][0]["dangerous"]
+    inspect = run_cli("inspect", hostile, cwd=tmp_path)
+    assert "system" in inspect.stdout
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("breakage, message", [
+    (lambda cfg: cfg["config"]["fc.weight"].update(path_name="../../etc/passwd"), "leaves its folder"),
+    (lambda cfg: cfg["config"]["fc.weight"]["tensor_meta"].update(sizes=[{"as_int": 99}, {"as_int": 8}]),
+     "reaches past"),
+    (lambda cfg: cfg["config"]["fc.weight"]["tensor_meta"].update(dtype=77), "unknown scalar type"),
+    (lambda cfg: cfg["config"]["fc.weight"].update(path_name="weight_99"), "missing"),
+])
+def test_malformed_configs_are_one_line_errors(tmp_path, breakage, message):
+    bad = tmp_path / "bad.pt2"
+
+    def edit(m):
+        name = "bn_exported/data/weights/model_weights_config.json"
+        cfg = json.loads(m[name])
+        breakage(cfg)
+        m[name] = json.dumps(cfg).encode()
+        return m
+
+    _rewrite(FIXTURES / "bn_exported.pt2", bad, edit)
+    with pytest.raises(CkptError, match=message):
+        ckpttool.open(bad)
+    result = run_cli("inspect", bad)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("ckpttool: error[")
