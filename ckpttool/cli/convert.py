@@ -14,7 +14,8 @@ from ckpttool.cli.common import emit_json, input_path, json_option, print_render
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="Where to write: .safetensors, or .pt/.pth/.ckpt/.bin for torch (a folder with "
                    "--max-shard-size); no extension or .dcp: a torch.distributed.checkpoint folder.")
-@click.option("--section", type=click.Choice(["model", "ema"]), help="Write this section's state_dict only.")
+@click.option("--section", metavar="NAME",
+              help="Write this section's state_dict only: model, ema, or a pipeline component (unet, vae...).")
 @click.option("--ema", is_flag=True, help="Write the EMA weights (under the model's keys).")
 @click.option("--dtype", type=click.Choice(["fp16", "bf16", "fp32"], case_sensitive=False),
               help="Cast floating model/EMA tensors; integer buffers and optimizer state are untouched.")

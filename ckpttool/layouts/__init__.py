@@ -11,11 +11,13 @@ from typing import Any
 
 from ckpttool.layouts import (
     averaged,
+    diffusers,
     ema_packages,
     ema_submodule,
     generic,
     lightning,
     mmengine,
+    peft,
     plain,
     stable_diffusion,
     standalone,
@@ -32,6 +34,8 @@ __all__ = ["recognise", "RECOGNISERS", "Layout"]
 
 RECOGNISERS: tuple[tuple[str, Callable[[Any], Layout | None]], ...] = (
     ("torch-export", torch_export.recognise),
+    ("diffusers-pipeline", diffusers.recognise),
+    ("peft-adapter", peft.recognise),
     ("stable-diffusion", stable_diffusion.recognise),
     ("ema-pytorch", ema_packages.recognise),
     ("ema-submodule", ema_submodule.recognise),

@@ -313,8 +313,9 @@ def _check(opts: ConvertOptions, out_fmt: str) -> None:
         raise UsageError("--max-shard-size writes sharded safetensors: name the output .safetensors")
     if opts.max_shard_size and opts.hash_name:
         raise UsageError("--hash-name names one file; it cannot be combined with --max-shard-size")
-    if opts.section is not None and opts.section not in ("model", "ema"):
-        raise UsageError(f"--section {opts.section!r}: only the model and ema sections hold weights to convert")
+    if opts.section is not None and opts.section in ("optimizer", "scheduler", "scaler", "meta"):
+        raise UsageError(f"--section {opts.section!r}: only the model and ema sections (or a pipeline "
+                         "component such as unet) hold weights to convert")
 
 
 def convert(input_path: str | Path, output: str | Path, options: ConvertOptions | None = None) -> ConvertResult:

@@ -1,4 +1,5 @@
-"""Checkpoints that are more than one file: shard indexes, DCP folders, Hugging Face Trainer folders.
+"""Checkpoints that are more than one file: shard indexes, DCP folders, Hugging Face Trainer, diffusers
+pipeline and PEFT adapter folders.
 
 ``read_folder`` is the hook ``read_tree`` calls first: it returns a ``TreeRead`` for a directory
 or an ``*.index.json`` it recognises and None for anything else, which then goes down the
@@ -17,17 +18,25 @@ __all__ = ["read_folder", "folder_kind"]
 
 
 def folder_kind(path: Path) -> str | None:
-    """``sharded``, ``dcp`` or ``hf-trainer`` for a path this module reads, else None."""
+    """``sharded``, ``dcp``, ``diffusers``, ``hf-trainer`` or ``peft`` for a path this module reads, else None."""
     if path.name.endswith(".index.json") and path.is_file():
         return "sharded"
     if not path.is_dir():
         return None
     if (path / ".metadata").is_file():
         return "dcp"
+    from ckpttool.io.formats.diffusers_folder import is_diffusers_folder
+
+    if is_diffusers_folder(path):
+        return "diffusers"
     from ckpttool.io.formats.hf_folder import is_trainer_folder
 
     if is_trainer_folder(path):
         return "hf-trainer"
+    from ckpttool.io.formats.peft_folder import is_peft_folder
+
+    if is_peft_folder(path):
+        return "peft"
     from ckpttool.io.formats.sharded import find_index
 
     return "sharded" if find_index(path) is not None else None
@@ -50,4 +59,12 @@ def read_folder(path: Path) -> TreeRead | None:
         from ckpttool.io.formats.hf_folder import read_hf_trainer
 
         return read_hf_trainer(path)
+    if kind == "diffusers":
+        from ckpttool.io.formats.diffusers_folder import read_diffusers
+
+        return read_diffusers(path)
+    if kind == "peft":
+        from ckpttool.io.formats.peft_folder import read_peft
+
+        return read_peft(path)
     return None
