@@ -23,7 +23,9 @@ from ckpttool.cli.common import emit_json, input_path, json_option, print_render
 @click.option("--sanitize", is_flag=True,
               help="Torch output: turn pickled modules, Namespaces and other objects into plain data so "
                    "torch.load(weights_only=True) accepts the file; every change is reported.")
-@click.option("--max-shard-size", metavar="SIZE", help="Write sharded safetensors (e.g. 2GB) with an index.")
+@click.option("--max-shard-size", metavar="SIZE",
+              help="Write shards of at most SIZE (e.g. 2GB) with an index: safetensors, or Hugging Face "
+                   ".bin shards when OUTPUT is named pytorch_model.bin or pytorch_model.bin.index.json.")
 @click.option("--hash-name", is_flag=True, help="Put the first 8 hex digits of the sha256 in the file name.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists (never an input).")
 @json_option
@@ -44,6 +46,7 @@ def command(path: Path, output: Path, section: str | None, ema: bool, dtype: str
       ckpttool convert last.pt -o release.safetensors --ema --dtype fp16 --hash-name
       ckpttool convert last.pt -o clean.pt --sanitize
       ckpttool convert big.pt -o out/model.safetensors --max-shard-size 2GB
+      ckpttool convert big.pt -o out/pytorch_model.bin.index.json --max-shard-size 2GB
     Exit status: 0 written, 2 bad input, refused output or bad options.
     """
     from ckpttool.io.formats.sharded import parse_size
