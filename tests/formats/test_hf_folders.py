@@ -56,13 +56,21 @@ def test_bin_shards_read_like_sharded_safetensors(target):
 
 # -- diffusers ---------------------------------------------------------------------------------
 
-def test_diffusers_components_are_sections_named_after_their_folders():
-    ckpt = ckpttool.open(HF / "diffusers_pipeline")
-    expected = FOLDERS["diffusers_pipeline"]["components"]
+@pytest.mark.parametrize("folder", ["diffusers_pipeline", "diffusers_sharded"])
+def test_diffusers_components_are_sections_named_after_their_folders(folder):
+    ckpt = ckpttool.open(HF / folder)
+    expected = FOLDERS[folder]["components"]
     assert ckpt.format == "diffusers" and ckpt.layout == "diffusers-pipeline"
     assert set(ckpt.sections) - {"meta"} == set(expected) == {"unet", "vae", "text_encoder"}
     for name, tensors in expected.items():
         assert _listing(ckpt.state_dict(name)) == tensors, name
+
+
+def test_sharded_component_is_really_sharded():
+    assert "diffusion_pytorch_model.safetensors.index.json" in FOLDERS["diffusers_sharded"]["files"]["unet"]
+    same = run_cli("diff", HF / "diffusers_pipeline", HF / "diffusers_sharded", "--section", "all", "--json")
+    assert same.returncode == 0, same.stderr
+    assert json.loads(same.stdout)["equal"] is True
 
 
 def test_diffusers_inspect_json_lists_each_component():

@@ -180,3 +180,48 @@ def test_malformed_configs_are_one_line_errors(tmp_path, breakage, message):
     result = run_cli("inspect", bad)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("ckpttool: error[")
+
+
+def _with_pickled_weight(src: Path, dst: Path, key: str, payload: bytes) -> None:
+    """``key`` stored the way torch.export stores tensor subclasses: a nested torch.save archive."""
+    root = src.stem
+
+    def edit(m):
+        name = f"{root}/data/weights/model_weights_config.json"
+        cfg = json.loads(m[name])
+        cfg["config"][key].update(path_name="weight_99", use_pickle=True)
+        m[name] = json.dumps(cfg).encode()
+        m[f"{root}/data/weights/weight_99"] = payload
+        return m
+
+    _rewrite(src, dst, edit)
+
+
+def _saved(obj) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def test_pickled_weight_record_is_read_like_torch_export_load(tmp_path):
+    path = tmp_path / "pickled.pt2"
+    value = torch.nn.Parameter(torch.arange(10, dtype=torch.float32) / 3)
+    _with_pickled_weight(FIXTURES / "bn_exported.pt2", path, "fc.bias", _saved(value))
+    expected = torch.export.load(path).state_dict
+    assert torch.equal(expected["fc.bias"], value)
+    sd = ckpttool.open(path).state_dict()
+    assert list(sd) == list(expected)
+    assert all(sd[k].digest() == _sha(v) and sd[k].dtype == _dtype(v) for k, v in expected.items())
+
+
+def test_payload_in_a_pickled_weight_record_is_reported_not_run(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "hostile.pt2"
+    _with_pickled_weight(FIXTURES / "bn_exported.pt2", path, "fc.bias", _saved(_Payload(marker)))
+    scan = run_cli("scan", path, "--json", cwd=tmp_path)
+    assert scan.returncode == 1
+    assert any("system" in d for d in json.loads(scan.stdout)["files"][0]["dangerous"])
+    assert run_cli("inspect", path, cwd=tmp_path).returncode in (0, 1)
+    assert not marker.exists()
