@@ -161,3 +161,10 @@ def test_peft_bad_config_is_one_line_error(tmp_path):
     assert "adapter_config.json" in result.stderr and result.stderr.count("\n") == 1
 
 
+
+
+@pytest.mark.parametrize("folder", ["peft_lora", "diffusers_pipeline"])
+def test_remap_refuses_to_write_a_folder_as_one_torch_file(tmp_path, folder):
+    result = run_cli("remap", HF / folder, "-o", tmp_path / "out.pt", "--add-prefix", "x")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert not list(tmp_path.iterdir())

@@ -225,3 +225,32 @@ def test_payload_in_a_pickled_weight_record_is_reported_not_run(tmp_path):
     assert any("system" in d for d in json.loads(scan.stdout)["files"][0]["dangerous"])
     assert run_cli("inspect", path, cwd=tmp_path).returncode in (0, 1)
     assert not marker.exists()
+
+
+def test_remap_refuses_to_write_an_archive_as_a_torch_file(tmp_path):
+    result = run_cli("remap", FIXTURES / "bn_exported.pt2", "-o", tmp_path / "out.pt", "--add-prefix", "net")
+    assert result.returncode == 2 and "convert" in result.stderr
+    assert not list(tmp_path.iterdir())
+    dry = run_cli("remap", FIXTURES / "bn_exported.pt2", "--add-prefix", "net", "--dry-run", "--json")
+    assert dry.returncode == 0, dry.stderr
+    assert {m["to"] for m in json.loads(dry.stdout)["mapping"]} == \
+        {f"net.{k}" for k in torch.load(FIXTURES / "bn_state_dict.pt", weights_only=True)}
+
+
+def test_two_exported_programs_are_both_read(tmp_path):
+    path = tmp_path / "two.pt2"
+
+    copies = {"models/model.json": "models/second.json",
+              "data/weights/model_weights_config.json": "data/weights/second_weights_config.json",
+              "data/constants/model_constants_config.json": "data/constants/second_constants_config.json"}
+
+    def edit(m):
+        for src, dst in copies.items():
+            m[f"bn_exported/{dst}"] = m[f"bn_exported/{src}"]
+        return m
+
+    _rewrite(FIXTURES / "bn_exported.pt2", path, edit)
+    ckpt = ckpttool.open(path)
+    assert set(ckpt.tree["other_models"]) == {"second"}
+    assert list(ckpt.tree["other_models"]["second"]["weights"]) == list(ckpt.state_dict())
+    assert any("2 exported programs" in f.message for f in ckpt.findings)

@@ -283,6 +283,8 @@ def read_pt2(path: Path, index: ZipIndex, *, keep_going: bool = False) -> Pt2Rea
     tree = PickledDict(models[names[0]], ordered=True)
     if len(names) > 1:
         tree["other_models"] = PickledDict({n: models[n] for n in names[1:]}, ordered=True)
+        reader.anomalies.append(f"the archive holds {len(names)} exported programs; the sections show "
+                                f"{names[0]!r}, the others are under other_models: {', '.join(names[1:])}")
     version = index.read(f"{root}/archive_version", 64).decode("utf-8", "replace").strip() \
         if f"{root}/archive_version" in index.entries else None
     tree.attrs[MARKER] = {"archive_version": version, "models": names}
