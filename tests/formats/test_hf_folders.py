@@ -168,3 +168,11 @@ def test_remap_refuses_to_write_a_folder_as_one_torch_file(tmp_path, folder):
     result = run_cli("remap", HF / folder, "-o", tmp_path / "out.pt", "--add-prefix", "x")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert not list(tmp_path.iterdir())
+
+
+def test_inspect_one_component_and_an_unknown_one():
+    result = run_cli("inspect", HF / "diffusers_pipeline", "--section", "vae", "--json")
+    assert result.returncode == 0, result.stderr
+    assert set(json.loads(result.stdout)["sections"]) == {"vae"}
+    bad = run_cli("inspect", HF / "diffusers_pipeline", "--section", "vea")
+    assert bad.returncode == 2 and "text_encoder, unet, vae" in bad.stderr
