@@ -254,3 +254,16 @@ def test_two_exported_programs_are_both_read(tmp_path):
     assert set(ckpt.tree["other_models"]) == {"second"}
     assert list(ckpt.tree["other_models"]["second"]["weights"]) == list(ckpt.state_dict())
     assert any("2 exported programs" in f.message for f in ckpt.findings)
+
+
+def test_aoti_package_without_exported_program_is_refused_clearly(tmp_path):
+    path = tmp_path / "aoti.pt2"
+
+    def edit(m):
+        m = {k: v for k, v in m.items() if "/models/" not in k}
+        m["bn_exported/data/aotinductor/model/model.wrapper.so"] = b"\x7fELF"
+        return m
+
+    _rewrite(FIXTURES / "bn_exported.pt2", path, edit)
+    result = run_cli("inspect", path)
+    assert result.returncode == 2 and "AOTInductor" in result.stderr and result.stderr.count("\n") == 1

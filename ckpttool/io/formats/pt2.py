@@ -277,6 +277,9 @@ def read_pt2(path: Path, index: ZipIndex, *, keep_going: bool = False) -> Pt2Rea
     reader = _Reader(path, index, root, keep_going)
     names = _model_names(index, root)
     if not names:
+        if any(n.startswith(f"{root}/data/aotinductor/") for n in index.entries):
+            raise UnsupportedFormat("an AOTInductor package (compiled code and its own weight blobs), "
+                                    "not a torch.export archive; ckpttool does not read it", path=path)
         raise UnreadableCheckpoint("PT2 archive holds no exported program (no models/*.json)", path=path)
     names.sort(key=lambda n: (n != "model", n))
     models = {n: _model(reader, n) for n in names}
