@@ -81,7 +81,7 @@ def read_tree(path: Path, *, keep_going: bool = False) -> TreeRead:
             return TreeRead(path, "torch-export", pt2.tree, size, pt2.loads, pt2.anomalies, members=pt2.members)
         from ckpttool.io.formats.torchscript import script_class_info
 
-        z = read_torch_zip(path, file, keep_going=keep_going)
+        z = read_torch_zip(path, file, keep_going=keep_going, index=index)
         script = script_class_info(z.index, z.root) if z.format == "torchscript" else None
         members: dict[str, Any] = dict(z.info)
         if script is not None:  # the code members, as for torch.export archives (members["code"])
