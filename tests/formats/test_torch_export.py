@@ -16,7 +16,8 @@ import ckpttool
 from ckpttool.errors import CkptError
 from tests.conftest import FIXTURES, run_cli
 
-ARCHIVES = ["bn_exported.pt2", "export_zoo.pt2"]
+CONVERTIBLE = ["bn_exported.pt2", "export_zoo.pt2"]
+ARCHIVES = [*CONVERTIBLE, "export_dtypes.pt2"]  # every dtype torch 2.13 exports
 
 
 def _sha(t: torch.Tensor) -> str:
@@ -51,6 +52,12 @@ def test_weights_and_constants_match_torch_export_load(name, exported):
     assert ckpt.state_dict("model").parameters == params
 
 
+def test_every_dtype_is_listed_under_torch_s_name(exported):
+    sd = ckpttool.open(FIXTURES / "export_dtypes.pt2").state_dict()
+    assert [t.dtype for t in sd.values()] == [_dtype(t) for t in exported["export_dtypes.pt2"].state_dict.values()]
+    assert len({t.dtype for t in sd.values()}) == 21
+
+
 def test_aliases_share_one_storage_as_in_torch(exported):
     ep = exported["export_zoo.pt2"]
     assert ep.state_dict["emb.weight"].data_ptr() == ep.state_dict["head.weight"].data_ptr()
@@ -76,7 +83,7 @@ def test_diff_finds_a_changed_weight(tmp_path):
     assert [v["key"] for v in json.loads(result.stdout)["value_changed"]] == ["fc.bias"]
 
 
-@pytest.mark.parametrize("name", ARCHIVES)
+@pytest.mark.parametrize("name", CONVERTIBLE)
 def test_convert_weights_to_safetensors_bit_for_bit(name, exported, tmp_path):
     out = tmp_path / "w.safetensors"
     result = run_cli("convert", FIXTURES / name, "-o", out, "--json")
@@ -267,3 +274,10 @@ def test_aoti_package_without_exported_program_is_refused_clearly(tmp_path):
     _rewrite(FIXTURES / "bn_exported.pt2", path, edit)
     result = run_cli("inspect", path)
     assert result.returncode == 2 and "AOTInductor" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_every_dtype_diffs_equal_against_torch_s_own_state_dict(exported, tmp_path):
+    torch.save(exported["export_dtypes.pt2"].state_dict, tmp_path / "sd.pt")
+    result = run_cli("diff", FIXTURES / "export_dtypes.pt2", tmp_path / "sd.pt", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(json.loads(result.stdout)["identical"]) == 21
