@@ -211,7 +211,7 @@ def _transform(ckpt: Checkpoint, caster: Caster | None, sanitizer: Sanitizer | N
 
 def _to_torch(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Caster | None,
               inputs: tuple[Path, ...]) -> ConvertResult:
-    whole = (ckpt.format not in ("safetensors", "sharded", "torch-export") and not opts.ema
+    whole = (ckpt.format not in ("safetensors", "sharded", "torch-export", "peft", "diffusers") and not opts.ema
              and opts.section is None and not opts.strip_optimizer)
     notes: list[str] = []
     if whole:

@@ -176,3 +176,12 @@ def test_inspect_one_component_and_an_unknown_one():
     assert set(json.loads(result.stdout)["sections"]) == {"vae"}
     bad = run_cli("inspect", HF / "diffusers_pipeline", "--section", "vea")
     assert bad.returncode == 2 and "text_encoder, unet, vae" in bad.stderr
+
+
+def test_peft_adapter_converts_to_the_bin_peft_itself_writes(tmp_path):
+    out = tmp_path / "adapter_model.bin"
+    result = run_cli("convert", HF / "peft_lora", "-o", out)
+    assert result.returncode == 0, result.stderr
+    got = torch.load(out, weights_only=True)
+    ref = torch.load(HF / "peft_lora_bin" / "adapter_model.bin", weights_only=True)
+    assert list(got) == list(ref) and all(torch.equal(got[k], v) for k, v in ref.items())
