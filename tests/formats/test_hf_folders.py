@@ -185,3 +185,10 @@ def test_peft_adapter_converts_to_the_bin_peft_itself_writes(tmp_path):
     got = torch.load(out, weights_only=True)
     ref = torch.load(HF / "peft_lora_bin" / "adapter_model.bin", weights_only=True)
     assert list(got) == list(ref) and all(torch.equal(got[k], v) for k, v in ref.items())
+
+
+@pytest.mark.parametrize("folder, component", [("diffusers_pipeline", "vae"), ("diffusers_pipeline", "text_encoder"),
+                                               ("diffusers_sharded", "unet")])
+def test_one_component_folder_reads_as_its_weights(folder, component):
+    ckpt = ckpttool.open(HF / folder / component)
+    assert _listing(ckpt.state_dict()) == FOLDERS[folder]["components"][component]

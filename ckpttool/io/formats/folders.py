@@ -18,7 +18,8 @@ __all__ = ["read_folder", "folder_kind"]
 
 
 def folder_kind(path: Path) -> str | None:
-    """``sharded``, ``dcp``, ``diffusers``, ``hf-trainer`` or ``peft`` for a path this module reads, else None."""
+    """``sharded``, ``dcp``, ``diffusers``, ``hf-trainer``, ``peft`` or ``model-folder`` (one
+    ``save_pretrained`` weights file, read as that file) for a path this module reads, else None."""
     if path.name.endswith(".index.json") and path.is_file():
         return "sharded"
     if not path.is_dir():
@@ -39,7 +40,17 @@ def folder_kind(path: Path) -> str | None:
         return "peft"
     from ckpttool.io.formats.sharded import find_index
 
-    return "sharded" if find_index(path) is not None else None
+    if find_index(path) is not None:
+        return "sharded"
+    return "model-folder" if _model_file(path) is not None else None
+
+
+def _model_file(folder: Path) -> Path | None:
+    """The one weights file of a ``save_pretrained`` model folder (``unet/``, a transformers model)."""
+    from ckpttool.io.formats.diffusers_folder import WEIGHT_FILES
+
+    found = [folder / n for n in WEIGHT_FILES if not n.endswith(".json") and (folder / n).is_file()]
+    return found[0] if len(found) == 1 else None
 
 
 def read_folder(path: Path) -> TreeRead | None:
@@ -67,4 +78,10 @@ def read_folder(path: Path) -> TreeRead | None:
         from ckpttool.io.formats.peft_folder import read_peft
 
         return read_peft(path)
+    if kind == "model-folder":
+        from ckpttool.io import read_tree
+
+        model = _model_file(path)
+        assert model is not None
+        return read_tree(model)
     return None
