@@ -281,3 +281,49 @@ def test_every_dtype_diffs_equal_against_torch_s_own_state_dict(exported, tmp_pa
     result = run_cli("diff", FIXTURES / "export_dtypes.pt2", tmp_path / "sd.pt", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(json.loads(result.stdout)["identical"]) == 21
+
+
+@pytest.mark.parametrize("field, value", [
+    ("dtype", []), ("dtype", {"as_int": 7}), ("dtype", True), ("sizes", "x"), ("sizes", [{"as_int": None}]),
+    ("strides", [{"as_int": -1}, {"as_int": 1}]), ("storage_offset", {"as_int": 10**30}), ("layout", 1),
+    ("device", []), (None, []), ("path_name", 5), ("tensor_meta", "x"),
+])
+def test_type_confused_configs_are_errors_not_crashes(tmp_path, field, value):
+    bad = tmp_path / "bad.pt2"
+
+    def edit(m):
+        name = "bn_exported/data/weights/model_weights_config.json"
+        cfg = json.loads(m[name])
+        entry = cfg["config"]["fc.weight"]
+        if field is None:
+            cfg["config"]["fc.weight"] = value
+        elif field in ("path_name", "tensor_meta"):
+            entry[field] = value
+        else:
+            entry["tensor_meta"][field] = value
+        m[name] = json.dumps(cfg).encode()
+        return m
+
+    _rewrite(FIXTURES / "bn_exported.pt2", bad, edit)
+    try:
+        ckpt = ckpttool.open(bad)
+    except CkptError:
+        return
+    for ref in ckpt.state_dict().values():  # what was accepted must be readable as declared
+        assert len(ref.read_bytes()) == ref.nbytes
+
+
+def test_empty_record_reads_as_zeros_like_torch(tmp_path):
+    path = tmp_path / "fake.pt2"
+
+    def edit(m):
+        cfg = json.loads(m["bn_exported/data/weights/model_weights_config.json"])
+        record = cfg["config"]["fc.bias"]["path_name"]
+        m[f"bn_exported/data/weights/{record}"] = b""
+        return m
+
+    _rewrite(FIXTURES / "bn_exported.pt2", path, edit)
+    expected = torch.export.load(path).state_dict["fc.bias"]
+    assert torch.equal(expected, torch.zeros(10))
+    ref = ckpttool.open(path).state_dict()["fc.bias"]
+    assert ref.digest() == _sha(expected)

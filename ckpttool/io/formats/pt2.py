@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ckpttool.dtypes import by_name
-from ckpttool.errors import CkptError, UnreadableCheckpoint, UnsupportedFormat
+from ckpttool.errors import CkptError, ResourceLimit, UnreadableCheckpoint, UnsupportedFormat
 from ckpttool.io.formats.zip_index import ZipEntry, ZipIndex
 from ckpttool.io.pickle.run import PickleLoad, run_pickle
 from ckpttool.model import CHUNK_BYTES, PickledDict, Storage, TensorRef
@@ -32,6 +32,7 @@ FORMAT = "torch-export"
 MARKER = "torch-export"  # key in the tree's ``attrs`` the layout recogniser looks for
 MAX_CONFIG_BYTES = 256 << 20
 MAX_NESTED_BYTES = 1 << 30
+MAX_ZEROS_BYTES = 1 << 40  # an empty record of a fake tensor: torch allocates zeros of its shape
 
 # torch/_export/serde/schema.py ScalarType -> torch dtype name
 SCALAR_TYPES = {1: "uint8", 2: "int8", 3: "int16", 4: "int32", 5: "int64", 6: "float16", 7: "float32",
@@ -166,7 +167,8 @@ class _Reader:
         tm = meta.get("tensor_meta")
         if not isinstance(tm, dict):
             raise UnreadableCheckpoint(f"{where}: no tensor_meta", path=self.path)
-        dtype = SCALAR_TYPES.get(tm.get("dtype"))  # type: ignore[arg-type]
+        code = tm.get("dtype")
+        dtype = SCALAR_TYPES.get(code) if type(code) is int else None
         if dtype is None:
             raise UnsupportedFormat(f"{where}: unknown scalar type {tm.get('dtype')!r}", path=self.path)
         if tm.get("layout", _STRIDED) != _STRIDED:
@@ -201,6 +203,9 @@ class _Reader:
             numel = 1
             for s in shape:
                 numel *= s
+            if numel * itemsize > MAX_ZEROS_BYTES:
+                raise ResourceLimit(f"{where}: an empty record stands for {numel * itemsize} bytes of zeros",
+                                    path=self.path)
             storage = Storage(key=entry.name, dtype=dtype, nbytes=numel * itemsize, location=location,
                               source=_Zeros(self.path))
             self.anomalies.append(f"{where}: empty record; torch.export.load fills it with zeros")
