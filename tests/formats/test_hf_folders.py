@@ -192,3 +192,19 @@ def test_peft_adapter_converts_to_the_bin_peft_itself_writes(tmp_path):
 def test_one_component_folder_reads_as_its_weights(folder, component):
     ckpt = ckpttool.open(HF / folder / component)
     assert _listing(ckpt.state_dict()) == FOLDERS[folder]["components"][component]
+
+
+def test_trainer_folder_of_a_peft_run_keeps_the_adapter_config(tmp_path):
+    folder = tmp_path / "checkpoint-2"
+    shutil.copytree(HF / "peft_lora", folder)
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    opt = torch.optim.AdamW(params)
+    params[0].grad = torch.ones(2)
+    opt.step()
+    torch.save(opt.state_dict(), folder / "optimizer.pt")
+    (folder / "trainer_state.json").write_text(json.dumps({"epoch": 1.0, "global_step": 2}))
+    ckpt = ckpttool.open(folder)
+    assert ckpt.format == "hf-trainer"
+    assert _listing(ckpt.state_dict()) == FOLDERS["peft_lora"]["tensors"]
+    assert ckpt.meta["adapter_config"]["r"] == FOLDERS["peft_lora"]["r"]
+    assert "optimizer" in ckpt.sections
