@@ -74,6 +74,12 @@ bench: setup
 fixtures: setup
 	$(PY) fixtures/make_fixtures.py
 
+# Hugging Face folder fixtures (fixtures/hf/): transformers/diffusers/peft in a side environment.
+.PHONY: fixtures-hf
+fixtures-hf:
+	bash fixtures/make_side_env.sh
+	.venv-fixtures/bin/python fixtures/make_hf_fixtures.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info $(DEMO)
 

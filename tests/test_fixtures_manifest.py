@@ -24,6 +24,7 @@ NON_FIXTURE_FILES = {
     "__init__.py", "make_fixtures.py", "reference_models.py", "MANIFEST.json", "README.md",
     "requirements-fixtures.txt", "make_gpu_fixtures.py", "model1_to_model2.toml", "make_ultralytics_fixture.py",
     "make_deepspeed_fixtures.py",
+    "make_side_env.sh", "make_hf_fixtures.py",
 }
 MAX_FILE_BYTES = 1 << 20
 MAX_TOTAL_BYTES = 8 << 20
@@ -62,7 +63,8 @@ def test_no_undeclared_fixture_files():
         p.name for p in FIXTURES.iterdir()
         if p.is_file() and not p.name.startswith(".") and p.name not in NON_FIXTURE_FILES
     }
-    assert not {p.name for p in FIXTURES.iterdir() if p.is_dir() and p.name not in ("__pycache__", "gpu", "deepspeed")}
+    assert not {p.name for p in FIXTURES.iterdir()
+                if p.is_dir() and p.name not in ("__pycache__", "gpu", "deepspeed", "hf")}
     assert present - set(FILES) == set(), "fixture files missing from MANIFEST.json"
 
 

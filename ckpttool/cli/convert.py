@@ -14,8 +14,9 @@ from ckpttool.cli.common import emit_json, input_path, json_option, print_render
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="Where to write: .safetensors, or .pt/.pth/.ckpt/.bin for torch (a folder with "
                    "--max-shard-size); no extension or .dcp: a torch.distributed.checkpoint folder.")
-@click.option("--section", type=click.Choice(["model", "ema", "model16"]),
-              help="Write this section's state_dict only (model16: a DeepSpeed folder's 16-bit module weights).")
+@click.option("--section", metavar="NAME",
+              help="Write this section's state_dict only: model, ema, a pipeline component (unet, vae...), "
+                   "or model16 (a DeepSpeed folder's 16-bit module weights).")
 @click.option("--ema", is_flag=True, help="Write the EMA weights (under the model's keys).")
 @click.option("--dtype", type=click.Choice(["fp16", "bf16", "fp32"], case_sensitive=False),
               help="Cast floating model/EMA tensors; integer buffers and optimizer state are untouched.")
@@ -23,7 +24,9 @@ from ckpttool.cli.common import emit_json, input_path, json_option, print_render
 @click.option("--sanitize", is_flag=True,
               help="Torch output: turn pickled modules, Namespaces and other objects into plain data so "
                    "torch.load(weights_only=True) accepts the file; every change is reported.")
-@click.option("--max-shard-size", metavar="SIZE", help="Write sharded safetensors (e.g. 2GB) with an index.")
+@click.option("--max-shard-size", metavar="SIZE",
+              help="Write shards of at most SIZE (e.g. 2GB) with an index: safetensors, or Hugging Face "
+                   ".bin shards when OUTPUT is named pytorch_model.bin or pytorch_model.bin.index.json.")
 @click.option("--hash-name", is_flag=True, help="Put the first 8 hex digits of the sha256 in the file name.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists (never an input).")
 @json_option
@@ -45,6 +48,7 @@ def command(path: Path, output: Path, section: str | None, ema: bool, dtype: str
       ckpttool convert last.pt -o clean.pt --sanitize
       ckpttool convert big.pt -o out/model.safetensors --max-shard-size 2GB
       ckpttool convert ds_run/ -o model.safetensors   # DeepSpeed ZeRO folder: fp32 weights
+      ckpttool convert big.pt -o out/pytorch_model.bin.index.json --max-shard-size 2GB
     Exit status: 0 written, 2 bad input, refused output or bad options.
     """
     from ckpttool.io.formats.sharded import parse_size

@@ -87,8 +87,9 @@ def _options(section: str, rtol: float, atol: float, strip_prefix: tuple[str, ..
 @click.command("diff")
 @click.argument("a", type=input_path())
 @click.argument("b", type=input_path())
-@click.option("--section", type=click.Choice(_SECTIONS), default="model", show_default=True,
-              help="What to compare; 'all' compares every section either file has.")
+@click.option("--section", default="model", show_default=True, metavar="NAME",
+              help=f"What to compare ({', '.join(_SECTIONS[:-1])}, or a pipeline component such as unet); "
+                   "'all' compares every section either file has.")
 @click.option("--rtol", type=float, default=1e-5, show_default=True, help="Relative tolerance (torch.isclose).")
 @click.option("--atol", type=float, default=1e-8, show_default=True, help="Absolute tolerance (torch.isclose).")
 @click.option("--strip-prefix", multiple=True, metavar="P", help="Remove prefix P from keys of both files.")

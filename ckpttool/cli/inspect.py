@@ -14,8 +14,9 @@ from ckpttool.model import SECTION_KINDS
 
 @click.command("inspect")
 @click.argument("path", type=input_path())
-@click.option("--section", "sections", multiple=True, type=click.Choice(SECTION_KINDS),
-              help="Show only this section (repeatable).")
+@click.option("--section", "sections", multiple=True, metavar="NAME",
+              help=f"Show only this section (repeatable): {', '.join(SECTION_KINDS)}, or another section the "
+                   "file has (constants, unet...).")
 @click.option("--keys", is_flag=True, help="Flat list: key, dtype, shape, bytes.")
 @click.option("--stats", is_flag=True, help="Read tensor bytes (streamed) for min/max/mean/std and NaN/Inf counts.")
 @click.option("--depth", default=2, show_default=True, type=click.IntRange(0, 64),

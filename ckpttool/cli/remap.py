@@ -17,7 +17,8 @@ from ckpttool.cli.common import emit_json, input_path, json_option, print_render
 @click.option("--map", "maps", multiple=True, metavar="OLD=NEW", help="Rename module path OLD to NEW (repeatable).")
 @click.option("--rules", "rules_file", type=click.Path(path_type=Path), help="TOML file of [[rule]] tables.")
 @click.option("--preset", "presets", multiple=True, metavar="NAME",
-              help="wrappers (module., _orig_mod.) or lightning[:ATTR].")
+              help="wrappers (module., _orig_mod.), lightning[:ATTR], or weight-norm[:legacy] "
+                   "(weight_g/weight_v <-> parametrizations.weight.original0/1).")
 @click.option("--to", type=click.Choice(["sequential", "named"]), help="Direction of a --layout move.")
 @click.option("--layout", type=click.Path(path_type=Path), help="TOML layout of the Sequential containers.")
 @click.option("--like", type=click.Path(path_type=Path), help="Align to the keys and shapes of this checkpoint.")
@@ -49,6 +50,7 @@ def command(src: Path, output: Path | None, strip_prefix: tuple[str, ...], add_p
       ckpttool remap old.pt -o new.pt --like new_model.pt --dry-run
       ckpttool remap old.pt -o new.pt --model mypkg.models:Net --map conv_a=backbone.0
       ckpttool remap ddp.pt -o plain.pt --preset wrappers
+      ckpttool remap vocoder.pt -o new.pt --preset weight-norm
     \b
     Exit status: 0 written (or planned); 1 the result would not load strictly into --like/--model
     (nothing written unless --allow-partial); 2 bad options, collisions, --strict findings, unreadable input.

@@ -21,7 +21,7 @@ from ckpttool.io.pickle.run import PickleLoad, run_pickle
 from ckpttool.io.source import FileSource
 from ckpttool.model import Checkpoint, Finding
 
-__all__ = ["open_checkpoint", "read_tree", "TreeRead", "READER_BUG_ERRORS", "reader_bug"]
+__all__ = ["open_checkpoint", "read_tree", "TreeRead", "READER_BUG_ERRORS", "reader_bug", "code_findings"]
 
 
 class TreeRead:
@@ -72,12 +72,24 @@ def read_tree(path: Path, *, keep_going: bool = False) -> TreeRead:
                             [f"{size - load.end} bytes follow the pickle's STOP"] if load.end < size else [])
         fmt = "torch-legacy"  # torch.load reads a stream whose first pickle is the magic number as legacy
     if fmt == "torch-zip":
+        from ckpttool.io.formats.pt2 import is_pt2, read_pt2
         from ckpttool.io.formats.torch_zip import read_torch_zip
+        from ckpttool.io.formats.zip_index import read_zip_index
+
+        index = read_zip_index(path, file)
+        if is_pt2(index):
+            pt2 = read_pt2(path, index, keep_going=keep_going)
+            read = TreeRead(path, "torch-export", pt2.tree, size, pt2.loads, pt2.anomalies, members=pt2.members)
+            read.zip_index = index
+            return read
         from ckpttool.io.formats.torchscript import script_class_info
 
-        z = read_torch_zip(path, file, keep_going=keep_going)
+        z = read_torch_zip(path, file, keep_going=keep_going, index=index)
         script = script_class_info(z.index, z.root) if z.format == "torchscript" else None
-        read = TreeRead(path, z.format, z.tree, size, z.loads, z.index.anomalies, script, z.info)
+        members: dict[str, Any] = dict(z.info)
+        if script is not None:  # the code members, as for torch.export archives (members["code"])
+            members["code"] = [n for n in z.index.entries if n.startswith(f"{z.root}/code/") and n.endswith(".py")]
+        read = TreeRead(path, z.format, z.tree, size, z.loads, z.index.anomalies, script, members)
         read.zip_index = z.index
         return read
     if fmt == "torch-legacy":
@@ -175,7 +187,20 @@ def _checkpoint(read: TreeRead) -> Checkpoint:
             "format.extension-mismatch", "warn",
             f"the extension {read.path.suffix!r} says {claimed} but the bytes are {read.format}; "
             "read by its bytes"))
+    ckpt.findings.extend(code_findings(read))
     recognise(ckpt, read.script)
     return ckpt
+
+
+def code_findings(read: TreeRead) -> list[Finding]:
+    """A ``format.code`` finding for an archive that carries code (TorchScript, torch.export graphs)."""
+    code = read.members.get("code") or []
+    if not code:
+        return []
+    what = "the exported graph" if read.format == "torch-export" else "TorchScript code"
+    shown = ", ".join(code[:3]) + (f" and {len(code) - 3} more" if len(code) > 3 else "")
+    return [Finding("format.code", "warn",
+                    f"{what} in {len(code)} member(s) ({shown}) would be compiled and run by torch's "
+                    "loader; ckpttool reads the tensors only and never loads it")]
 
 

@@ -12,15 +12,18 @@ from typing import Any
 from ckpttool.layouts import (
     averaged,
     deepspeed,
+    diffusers,
     ema_packages,
     ema_submodule,
     generic,
     lightning,
     mmengine,
+    peft,
     plain,
     stable_diffusion,
     standalone,
     timm,
+    torch_export,
     yolo,
 )
 from ckpttool.layouts.base import Layout, section
@@ -32,6 +35,9 @@ __all__ = ["recognise", "RECOGNISERS", "Layout"]
 
 RECOGNISERS: tuple[tuple[str, Callable[[Any], Layout | None]], ...] = (
     ("deepspeed", deepspeed.recognise),
+    ("torch-export", torch_export.recognise),
+    ("diffusers-pipeline", diffusers.recognise),
+    ("peft-adapter", peft.recognise),
     ("stable-diffusion", stable_diffusion.recognise),
     ("ema-pytorch", ema_packages.recognise),
     ("ema-submodule", ema_submodule.recognise),

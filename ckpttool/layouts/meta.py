@@ -12,7 +12,7 @@ from ckpttool.modules import is_module
 __all__ = ["collect_meta"]
 
 _CONFIG_KEYS = ("opt", "hyper_parameters", "hparams", "args", "train_args", "config", "cfg", "meta",
-                "hyp", "loops", "trainer_state")
+                "hyp", "loops", "trainer_state", "adapter_config")
 _SKIP = ("state_dict", "optimizer_states", "lr_schedulers", "callbacks", "message_hub")
 
 

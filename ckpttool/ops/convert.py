@@ -219,8 +219,8 @@ def _transform(ckpt: Checkpoint, caster: Caster | None, sanitizer: Sanitizer | N
 
 def _to_torch(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Caster | None,
               inputs: tuple[Path, ...]) -> ConvertResult:
-    whole = (ckpt.format not in ("safetensors", "sharded") and not opts.ema and opts.section is None
-             and not opts.strip_optimizer)
+    whole = (ckpt.format not in ("safetensors", "sharded", "torch-export", "peft", "diffusers") and not opts.ema
+             and opts.section is None and not opts.strip_optimizer)
     whole = whole and ckpt.format != "deepspeed"  # like DeepSpeed's own tools: the consolidated weights
     notes: list[str] = []
     if whole:
@@ -247,6 +247,21 @@ def _to_torch(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Cast
     return ConvertResult(ckpt.path, ckpt.format, ckpt.layout, written.path, written.format, content,
                          written.sha256, written.tensors, written.nbytes, shards=[written], aliases=aliases,
                          dropped=dropped, notes=notes)
+
+
+def _to_bin_shards(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Caster | None,
+                   inputs: tuple[Path, ...]) -> ConvertResult:
+    """A Hugging Face ``.bin`` shard set of the selected state_dict (see io/write/bin_shards.py)."""
+    from ckpttool.io.write.bin_shards import write_bin_shards
+
+    content, sd = _selected(ckpt, opts)
+    tensors, aliases = _restored(ckpt, sd, content)
+    main, shards = write_bin_shards(_cast_all(tensors, caster), output, opts.max_shard_size or 0,
+                                    inputs=inputs, force=opts.force)
+    dropped = sorted(k for k in ckpt.sections if k not in (content, "meta"))
+    notes = [f"a .bin shard set holds one state_dict: wrote the {content} section"] if dropped else []
+    return ConvertResult(ckpt.path, ckpt.format, ckpt.layout, main.path, main.format, content, main.sha256,
+                         main.tensors, main.nbytes, shards=shards, aliases=aliases, dropped=dropped, notes=notes)
 
 
 def _materialize(root: Any, fn: Callable[[Any, Any], Any] | None) -> Any:
@@ -318,12 +333,20 @@ def _flat_values(root: Any) -> list[Any]:
 def _check(opts: ConvertOptions, out_fmt: str) -> None:
     if opts.ema and opts.section not in (None, "ema"):
         raise UsageError("--ema and --section name different sections; pass one of them")
-    if opts.max_shard_size and out_fmt != "safetensors":
-        raise UsageError("--max-shard-size writes sharded safetensors: name the output .safetensors")
+    if opts.max_shard_size and out_fmt not in ("safetensors", "bin-shards"):
+        raise UsageError("--max-shard-size writes sharded safetensors or .bin shards: name the output "
+                         ".safetensors, pytorch_model.bin or pytorch_model.bin.index.json")
     if opts.max_shard_size and opts.hash_name:
         raise UsageError("--hash-name names one file; it cannot be combined with --max-shard-size")
-    if opts.section is not None and opts.section not in ("model", "ema", "model16"):
-        raise UsageError(f"--section {opts.section!r}: only the model and ema sections hold weights to convert")
+    if opts.section is not None and opts.section in ("optimizer", "scheduler", "scaler", "meta"):
+        raise UsageError(f"--section {opts.section!r}: only the model and ema sections (or a pipeline "
+                         "component such as unet, or a DeepSpeed folder's model16) hold weights to convert")
+
+
+def _is_bin_output(output: Path) -> bool:
+    from ckpttool.io.write.bin_shards import is_bin_output
+
+    return is_bin_output(output)
 
 
 def convert(input_path: str | Path, output: str | Path, options: ConvertOptions | None = None) -> ConvertResult:
@@ -341,13 +364,16 @@ def convert(input_path: str | Path, output: str | Path, options: ConvertOptions 
             output.mkdir()
         output = output / "model.safetensors"
     dcp_out = not opts.max_shard_size and (output.is_dir() or output.suffix in ("", ".dcp"))
-    out_fmt = "dcp" if dcp_out else output_format(output)
+    bin_shards = bool(opts.max_shard_size) and _is_bin_output(output)
+    out_fmt = "dcp" if dcp_out else "bin-shards" if bin_shards else output_format(output)
     _check(opts, out_fmt)
     ckpt = open_checkpoint(input_path)
     inputs = _input_files(ckpt)
     caster = Caster(parse_dtype(opts.dtype)) if opts.dtype else None
     if out_fmt == "safetensors":
         result = _to_safetensors(ckpt, output, opts, caster, inputs)
+    elif out_fmt == "bin-shards":
+        result = _to_bin_shards(ckpt, output, opts, caster, inputs)
     elif out_fmt == "dcp":
         if opts.hash_name:
             raise UsageError("--hash-name names one file; a DCP folder is several")

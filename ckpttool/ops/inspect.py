@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ckpttool.model import Checkpoint, Finding, GlobalUse, StateDict, TensorRef
+from ckpttool.errors import SectionNotFound
+from ckpttool.model import SECTION_KINDS, Checkpoint, Finding, GlobalUse, StateDict, TensorRef
 from ckpttool.ops.summaries import optimizer_summary, scaler_summary, scheduler_summary
 from ckpttool.tree import walk
 
@@ -90,6 +91,10 @@ def _section_report(ckpt: Checkpoint, kind: str) -> SectionReport:
 def inspect_checkpoint(ckpt: Checkpoint, *, sections: tuple[str, ...] = (), stats: bool = False
                        ) -> InspectReport:
     """Summarise ``ckpt``; with ``stats`` read each tensor of the shown sections (streamed)."""
+    unknown = [s for s in sections if s not in ckpt.sections and s not in SECTION_KINDS]
+    if unknown:
+        raise SectionNotFound(f"no {unknown[0]} section in this checkpoint "
+                              f"(sections: {', '.join(ckpt.sections) or 'none'})", path=ckpt.path)
     kinds = [k for k in ckpt.sections if not sections or k in sections]
     reports = {k: _section_report(ckpt, k) for k in kinds}
     if not any(r.tensors is not None for r in reports.values()) and not sections:

@@ -36,10 +36,21 @@ def _header(report: InspectReport) -> Any:
     for key in ("zero_stage", "world_size", "dtype", "tag", "global_steps", "frozen_from_module16"):
         if report.layout == "deepspeed" and key in report.meta:  # a DeepSpeed folder's run facts
             table.add_row(key, str(report.meta[key]))
+    adapter = report.meta.get("config") if report.layout == "peft-adapter" else None
+    if isinstance(adapter, dict):
+        table.add_row("adapter", _adapter_line(adapter))
     classes = [g.name for g in report.globals if g.kind != "data"]
     if classes:
         table.add_row("classes", ", ".join(classes[:10]) + (" …" if len(classes) > 10 else ""))
     return table
+
+
+def _adapter_line(config: dict[str, Any]) -> str:
+    """A PEFT adapter in one line: type, rank, alpha, target modules, base model."""
+    targets = config.get("target_modules")
+    targets = ", ".join(map(str, targets)) if isinstance(targets, list) else str(targets)
+    return (f"{config.get('peft_type', '?')}  r={config.get('r', '?')}  lora_alpha={config.get('lora_alpha', '?')}  "
+            f"target_modules: {targets}  base: {config.get('base_model_name_or_path') or '?'}")
 
 
 def _module_tree(section: SectionReport, depth: int) -> Any:

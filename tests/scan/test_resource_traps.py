@@ -34,7 +34,7 @@ SUSPICIOUS = {
     "cycle_list": "resource.self-containing", "cycle_dict": "resource.self-containing",
     "zip_bomb_real_1000_to_1": "resource.zip-bomb", "zip_bomb_declared_1tb": "resource.zip-bomb",
     "zip_inflates_past_declared": "resource.zip-bomb",
-    "int_of_65536_bytes": "resource.limit", "st_header_declares_gigabytes": "resource.limit",
+    "int_of_65536_bytes": "resource.limit",
     "zip_storage_numel_2_62": "resource.huge-storage", "legacy_storage_numel_2_62": "resource.huge-storage",
 }
 CLEAN = ["cycle_stub_state", "int_of_1700_bytes_as_value", "nan_and_inf_values", "zip_valid_tensor", "st_valid",
@@ -52,6 +52,13 @@ def test_traps_are_suspicious(name: str, tmp_path: Path) -> None:
     result = scan_file(_write(tmp_path, name))
     assert result.status == "suspicious", (result.status, [f.to_dict() for f in result.findings])
     assert SUSPICIOUS[name] in {f.code for f in result.resource_traps}
+
+
+@pytest.mark.parametrize("name", ["st_header_declares_gigabytes", "st_header_over_100mb_in_file"])
+def test_a_header_length_past_the_end_is_unreadable_not_a_trap(name: str, tmp_path: Path) -> None:
+    """A length no reader can act on (the file is shorter) is corruption, as random bytes often are."""
+    result = scan_file(_write(tmp_path, name))
+    assert result.status == "unreadable" and not result.resource_traps, [f.to_dict() for f in result.findings]
 
 
 @pytest.mark.parametrize("name", CLEAN)

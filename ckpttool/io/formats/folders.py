@@ -1,4 +1,5 @@
-"""Checkpoints that are more than one file: shard indexes, DCP folders, Hugging Face Trainer folders.
+"""Checkpoints that are more than one file: shard indexes, DCP folders, Hugging Face Trainer, diffusers
+pipeline and PEFT adapter folders.
 
 ``read_folder`` is the hook ``read_tree`` calls first: it returns a ``TreeRead`` for a directory
 or an ``*.index.json`` it recognises and None for anything else, which then goes down the
@@ -17,14 +18,18 @@ __all__ = ["read_folder", "folder_kind"]
 
 
 def folder_kind(path: Path) -> str | None:
-    """``sharded``, ``dcp`` or ``hf-trainer`` for a path this module reads, else None."""
-    # ``deepspeed`` too: DeepSpeed checkpoint folders (``latest``, ``global_stepN/``).
+    """``sharded``, ``dcp``, ``diffusers``, ``hf-trainer``, ``deepspeed``, ``peft`` or ``model-folder`` (one
+    ``save_pretrained`` weights file, read as that file) for a path this module reads, else None."""
     if path.name.endswith(".index.json") and path.is_file():
         return "sharded"
     if not path.is_dir():
         return None
     if (path / ".metadata").is_file():
         return "dcp"
+    from ckpttool.io.formats.diffusers_folder import is_diffusers_folder
+
+    if is_diffusers_folder(path):
+        return "diffusers"
     from ckpttool.io.formats.hf_folder import is_trainer_folder
 
     if is_trainer_folder(path):
@@ -33,9 +38,23 @@ def folder_kind(path: Path) -> str | None:
 
     if is_deepspeed_folder(path):
         return "deepspeed"
+    from ckpttool.io.formats.peft_folder import is_peft_folder
+
+    if is_peft_folder(path):
+        return "peft"
     from ckpttool.io.formats.sharded import find_index
 
-    return "sharded" if find_index(path) is not None else None
+    if find_index(path) is not None:
+        return "sharded"
+    return "model-folder" if _model_file(path) is not None else None
+
+
+def _model_file(folder: Path) -> Path | None:
+    """The one weights file of a ``save_pretrained`` model folder (``unet/``, a transformers model)."""
+    from ckpttool.io.formats.diffusers_folder import WEIGHT_FILES
+
+    found = [folder / n for n in WEIGHT_FILES if not n.endswith(".json") and (folder / n).is_file()]
+    return found[0] if len(found) == 1 else None
 
 
 def read_folder(path: Path) -> TreeRead | None:
@@ -59,4 +78,18 @@ def read_folder(path: Path) -> TreeRead | None:
         from ckpttool.io.formats.deepspeed import read_deepspeed
 
         return read_deepspeed(path)
+    if kind == "diffusers":
+        from ckpttool.io.formats.diffusers_folder import read_diffusers
+
+        return read_diffusers(path)
+    if kind == "peft":
+        from ckpttool.io.formats.peft_folder import read_peft
+
+        return read_peft(path)
+    if kind == "model-folder":
+        from ckpttool.io import read_tree
+
+        model = _model_file(path)
+        assert model is not None
+        return read_tree(model)
     return None

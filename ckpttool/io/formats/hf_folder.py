@@ -85,5 +85,7 @@ def read_hf_trainer(folder: Path) -> Any:
         tree["trainer_state"] = state
     if (folder / "config.json").is_file():
         tree["config"] = _json(folder / "config.json")
+    if (folder / "adapter_config.json").is_file():  # a PEFT run: the model file is the adapter
+        tree["adapter_config"] = _json(folder / "adapter_config.json")
     size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
     return TreeRead(folder, "hf-trainer", tree, size, loads, anomalies, members=members)

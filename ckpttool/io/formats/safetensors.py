@@ -53,10 +53,10 @@ def _header(path: Path, file: FileSource) -> tuple[dict[str, Any], int]:
     if file.size < 8:
         raise TruncatedFile("file too short for a safetensors header", path=path)
     (n,) = struct.unpack("<Q", file.read(0, 8))
+    if 8 + n > file.size:  # a corrupt or truncated file, not one built to exhaust a reader
+        raise TruncatedFile(f"safetensors header of {n} bytes is longer than the file", path=path)
     if n > MAX_HEADER:
         raise ResourceLimit(f"safetensors header declares {n} bytes (limit {MAX_HEADER})", path=path)
-    if 8 + n > file.size:
-        raise TruncatedFile(f"safetensors header of {n} bytes is longer than the file", path=path)
     try:
         header = json.loads(file.read(8, n).decode("utf-8"), object_pairs_hook=_no_duplicates,
                             parse_constant=_reject_constant)

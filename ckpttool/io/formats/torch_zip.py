@@ -119,9 +119,13 @@ def _small(index: ZipIndex, name: str) -> str | None:
     return index.read(name, 4096).decode("utf-8", "replace").strip()
 
 
-def read_torch_zip(path: Path, file: FileSource, *, keep_going: bool = False) -> ZipRead:
-    """Read the archive at ``path`` as ``torch.load`` would, without running its pickles."""
-    index = read_zip_index(path, file)
+def read_torch_zip(path: Path, file: FileSource, *, keep_going: bool = False,
+                   index: ZipIndex | None = None) -> ZipRead:
+    """Read the archive at ``path`` as ``torch.load`` would, without running its pickles.
+
+    ``index`` is the archive's already parsed central directory, if the caller has it.
+    """
+    index = index or read_zip_index(path, file)
     root = _root_of(index)
     data_pkl = f"{root}/data.pkl"
     if data_pkl not in index.entries:

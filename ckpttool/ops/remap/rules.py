@@ -20,7 +20,7 @@ __all__ = [
     "compile_regex", "module_path",
 ]
 
-PRESETS = ("wrappers", "lightning")
+PRESETS = ("wrappers", "lightning", "weight-norm")
 WRAPPER_NAMES = ("module", "_orig_mod")
 
 
@@ -213,7 +213,8 @@ def parse_map(items: Iterable[str]) -> ModuleMap | None:
 
 
 def preset(name: str, keys: Iterable[str] | None) -> list[Rule]:
-    """A built-in rule set: ``wrappers`` or ``lightning[:ATTR]`` (ATTR detected from ``keys``)."""
+    """A built-in rule set: ``wrappers``, ``lightning[:ATTR]`` (ATTR detected from ``keys``) or
+    ``weight-norm[:legacy]``."""
     base, _, arg = name.partition(":")
     if base == "wrappers" and not arg:
         return [StripWrappers()]
@@ -223,7 +224,12 @@ def preset(name: str, keys: Iterable[str] | None) -> list[Rule]:
         if keys is None:
             return [LightningAttr()]
         return [lightning_rule(keys)]
-    raise UsageError(f"unknown preset {name!r}; known: wrappers, lightning, lightning:ATTR")
+    if base == "weight-norm":
+        from ckpttool.ops.remap.weight_norm import weight_norm_preset
+
+        return [weight_norm_preset(arg)]
+    raise UsageError(f"unknown preset {name!r}; known: wrappers, lightning, lightning:ATTR, "
+                     "weight-norm, weight-norm:legacy")
 
 
 @dataclass(frozen=True)

@@ -132,6 +132,9 @@ def _derived(opts: RemapOptions, base: RemapPlan, sd_meta: dict[str, Any] | None
     return alignment.rules(list(after)), target, alignment
 
 
+_NOT_REWRITABLE = ("torch-export", "peft", "diffusers")
+
+
 def _output_format(ckpt: Checkpoint, output: Path | None, findings: list[Finding]) -> str:
     fmt = "safetensors" if ckpt.format == "safetensors" else "torch"
     if output is not None and (output.suffix.lower() == ".safetensors") != (fmt == "safetensors"):
@@ -187,6 +190,11 @@ def remap(path: Path, opts: RemapOptions, output: Path | None = None, *, dry_run
                          decisions=alignment.decisions if alignment is not None else [])
     if not dry_run and output is not None and (opts.allow_partial or not result.partial):
         from ckpttool.io.write.checkpoint import write_checkpoint
+
+        if ckpt.format in _NOT_REWRITABLE:  # a torch file of their tree would pass for the original
+            raise UsageError(f"remap cannot write a {ckpt.format} input back in its own format",
+                             hint="convert its weights first (ckpttool convert IN -o weights.safetensors) "
+                                  "and remap that; --dry-run shows the mapping")
 
         meta_st = ckpt.members.get("__metadata__") if fmt == "safetensors" else None
         result.output = write_checkpoint(applied.tree, Path(output), inputs=[Path(path)], force=force, fmt=fmt,
