@@ -23,6 +23,7 @@ FILES = MANIFEST["files"]
 NON_FIXTURE_FILES = {
     "__init__.py", "make_fixtures.py", "reference_models.py", "MANIFEST.json", "README.md",
     "requirements-fixtures.txt", "make_gpu_fixtures.py", "model1_to_model2.toml", "make_ultralytics_fixture.py",
+    "make_side_fixtures.sh",
 }
 MAX_FILE_BYTES = 1 << 20
 MAX_TOTAL_BYTES = 8 << 20

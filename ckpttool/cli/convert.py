@@ -25,9 +25,13 @@ from ckpttool.cli.common import emit_json, input_path, json_option, print_render
 @click.option("--max-shard-size", metavar="SIZE", help="Write sharded safetensors (e.g. 2GB) with an index.")
 @click.option("--hash-name", is_flag=True, help="Put the first 8 hex digits of the sha256 in the file name.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists (never an input).")
+@click.option("--drop", "drop", multiple=True, metavar="PATTERN",
+              help="Leave out the state_dict entries matching PATTERN (a glob, or re:REGEX); repeatable. "
+                   "Needed for quantized, sparse, DTensor and other tensors the output cannot hold.")
 @json_option
 def command(path: Path, output: Path, section: str | None, ema: bool, dtype: str | None, strip_optimizer: bool,
-            sanitize: bool, max_shard_size: str | None, hash_name: bool, force: bool, as_json: bool) -> int:
+            sanitize: bool, max_shard_size: str | None, hash_name: bool, force: bool, drop: tuple[str, ...],
+            as_json: bool) -> int:
     """Convert PATH to OUTPUT: torch ↔ safetensors, sharded, cast, EMA, release or sanitised form.
 
     The output format follows OUTPUT's extension. safetensors holds one state_dict (the model,
@@ -43,6 +47,7 @@ def command(path: Path, output: Path, section: str | None, ema: bool, dtype: str
       ckpttool convert last.pt -o release.safetensors --ema --dtype fp16 --hash-name
       ckpttool convert last.pt -o clean.pt --sanitize
       ckpttool convert big.pt -o out/model.safetensors --max-shard-size 2GB
+      ckpttool convert qmodel.pt -o plain.safetensors --drop '*._packed_params'
     Exit status: 0 written, 2 bad input, refused output or bad options.
     """
     from ckpttool.io.formats.sharded import parse_size
@@ -50,7 +55,7 @@ def command(path: Path, output: Path, section: str | None, ema: bool, dtype: str
 
     opts = ConvertOptions(section=section, ema=ema, dtype=dtype, strip_optimizer=strip_optimizer,
                           sanitize=sanitize, max_shard_size=parse_size(max_shard_size) if max_shard_size else None,
-                          hash_name=hash_name, force=force)
+                          hash_name=hash_name, force=force, drop=drop)
     result = convert(path, output, opts)
     if as_json:
         emit_json(result.to_dict())

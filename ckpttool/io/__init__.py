@@ -173,6 +173,9 @@ def _checkpoint(read: TreeRead) -> Checkpoint:
             f"the extension {read.path.suffix!r} says {claimed} but the bytes are {read.format}; "
             "read by its bytes"))
     recognise(ckpt, read.script)
+    from ckpttool.io.tensor_findings import tensor_findings
+
+    ckpt.findings.extend(tensor_findings(read.tree))
     return ckpt
 
 

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ckpttool.io.tensor_findings import composite_entries
 from ckpttool.model import Checkpoint, Finding, GlobalUse, StateDict, TensorRef
+from ckpttool.ops.entries import describe
 from ckpttool.ops.summaries import optimizer_summary, scaler_summary, scheduler_summary
 from ckpttool.tree import walk
 
@@ -36,6 +38,12 @@ class SectionReport:
                 if key in self.stats:
                     entry["stats"] = self.stats[key]
                 out["tensors"][key] = entry
+            for key, entry in self.tensors.composites.items():
+                desc = describe(entry)
+                kind = self.tensors.kind_of(key)
+                if kind:
+                    desc["kind"] = kind
+                out["tensors"][key] = desc
             out["numel"] = self.tensors.numel
             out["nbytes"] = self.tensors.nbytes
         out.update(self.summary)
@@ -94,9 +102,10 @@ def inspect_checkpoint(ckpt: Checkpoint, *, sections: tuple[str, ...] = (), stat
     reports = {k: _section_report(ckpt, k) for k in kinds}
     if not any(r.tensors is not None for r in reports.values()) and not sections:
         found = all_tensors(ckpt.tree)
-        if found:
+        others = composite_entries(ckpt.tree)
+        if found or others:
             reports["tensors"] = SectionReport("tensors", "<anywhere in the file>",
-                                               StateDict(tensors=dict(found)))
+                                               StateDict(tensors=dict(found), composites=dict(others)))
     if stats:
         from ckpttool.ops.tensor_stats import tensor_stats
 
@@ -104,8 +113,9 @@ def inspect_checkpoint(ckpt: Checkpoint, *, sections: tuple[str, ...] = (), stat
             if report.tensors is not None:
                 report.stats = {k: tensor_stats(t) for k, t in report.tensors.items()}
     everything = [t for _, t in all_tensors(ckpt.tree)]
+    composites = [e for _, e in composite_entries(ckpt.tree)]
     by_dtype: Counter[str] = Counter()
-    for t in everything:
+    for t in everything + [p for e in composites for p in e.parts.values()]:
         by_dtype[t.dtype] += t.nbytes
     model = ckpt.sections.get("model") or ckpt.sections.get("ema")
     params = model.state_dict.numel if model is not None and model.state_dict is not None else \
@@ -113,5 +123,6 @@ def inspect_checkpoint(ckpt: Checkpoint, *, sections: tuple[str, ...] = (), stat
     locations = sorted({t.storage.location for t in everything})
     return InspectReport(path=ckpt.path, format=ckpt.format, layout=ckpt.layout,
                          file_size=ckpt.file_size, sections=reports, meta=ckpt.meta,
-                         globals=ckpt.globals, findings=ckpt.findings, tensor_count=len(everything),
+                         globals=ckpt.globals, findings=ckpt.findings,
+                         tensor_count=len(everything) + len(composites),
                          parameter_count=params, bytes_by_dtype=dict(by_dtype), locations=locations)

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from ckpttool.model import Checkpoint, TensorRef
 from ckpttool.ops.diff.align import AlignedKeys, Alignment, align_keys
+from ckpttool.ops.diff.composite import compare_composite
 from ckpttool.ops.diff.group import group_entries
 from ckpttool.ops.diff.meta import compare_plain
 from ckpttool.ops.diff.result import DiffResult, SectionDiff, TensorDiff
@@ -86,12 +87,34 @@ def _compare(pair: _Pair, ta: TensorRef | None, tb: TensorRef | None, kind: str,
     return entry
 
 
+def _compare_entries(pair: _Pair, a: SideView, b: SideView, kind: str, options: DiffOptions,
+                     comparer: ByteComparer) -> TensorDiff:
+    """A composite entry (quantized, DTensor...) against its namesake, or against a plain tensor."""
+    ca = a.composites.get(pair.key_a or "") if pair.key_a else None
+    cb = b.composites.get(pair.key_b or "") if pair.key_b else None
+    if ca is not None and cb is not None:
+        return compare_composite(pair.key, ca, cb, kind, options.rtol, options.atol, comparer)
+    present = ca or cb
+    assert present is not None
+    other = b.tensors.get(pair.key) if ca is not None else a.tensors.get(pair.key)
+    if other is None:
+        return TensorDiff(pair.key, "only_a" if ca is not None else "only_b", kind,
+                          dtype_a=ca.dtype if ca else None, dtype_b=cb.dtype if cb else None,
+                          shape_a=ca.shape if ca else None, shape_b=cb.shape if cb else None,
+                          entry_type=present.kind)
+    return TensorDiff(pair.key, "shape", kind, ca.dtype if ca else other.dtype, cb.dtype if cb else other.dtype,
+                      ca.shape if ca else other.shape, cb.shape if cb else other.shape,
+                      entry_type=f"{ca.kind if ca else 'plain'}/{cb.kind if cb else 'plain'}",
+                      note="a plain tensor on one side, a composite tensor on the other")
+
+
 @dataclass(slots=True)
 class _Planned:
     result: SectionDiff
     a: SideView
     b: SideView
     work: list[tuple[_Pair, TensorRef | None, TensorRef | None]]
+    composite_work: list[_Pair] = field(default_factory=list)
 
 
 def _plan_section(a: Checkpoint, b: Checkpoint, name: str, options: DiffOptions, required: bool) -> _Planned:
@@ -101,13 +124,19 @@ def _plan_section(a: Checkpoint, b: Checkpoint, name: str, options: DiffOptions,
                          missing="a" if not va.present else "b" if not vb.present else None)
     pairs, aligned, result.renamed = _pairs(va, vb, options.alignment)
     result.dropped, result.findings = aligned.dropped, aligned.findings
-    skip = frozenset(va.tensors) | frozenset(vb.tensors)
-    if va.present and vb.present:  # a missing section is reported as such, not as a root-level change
-        result.meta_changed = compare_plain(va.plain, vb.plain, skip)
+    skip = frozenset(va.tensors) | frozenset(vb.tensors)  # a missing section is reported as such
     work = [(p, va.tensors.get(p.key_a) if p.key_a else None, vb.tensors.get(p.key_b) if p.key_b else None)
             for p in pairs]
+    skip = skip | frozenset(va.composites) | frozenset(vb.composites)
+    if va.present and vb.present:
+        result.meta_changed = compare_plain(va.plain, vb.plain, skip)
+    composite_work = [_Pair(k, k if k in va.composites else None, k if k in vb.composites else None)
+                      for k in [*va.composites, *(k for k in vb.composites if k not in va.composites)]]
+    # a key that is plain on one side and composite on the other is compared once, as a composite
+    work = [w for w in work if not ((w[1] is None and w[0].key in va.composites)
+                                    or (w[2] is None and w[0].key in vb.composites))]
     result.kinds_known = any(v.state_dict is not None and v.state_dict.parameters is not None for v in (va, vb))
-    return _Planned(result, va, vb, work)
+    return _Planned(result, va, vb, work, composite_work)
 
 
 def diff_checkpoints(a: Checkpoint, b: Checkpoint, options: DiffOptions | None = None,
@@ -140,6 +169,9 @@ def diff_checkpoints(a: Checkpoint, b: Checkpoint, options: DiffOptions | None =
             for pair, ta, tb in p.work:
                 kind, _ = kind_of(pair.key_a, pair.key_b, p.a, p.b)
                 p.result.entries.append(_compare(pair, ta, tb, kind, options, progress, comparer))
+            for pair in p.composite_work:
+                kind, _ = kind_of(pair.key_a, pair.key_b, p.a, p.b)
+                p.result.entries.append(_compare_entries(pair, p.a, p.b, kind, options, comparer))
             sections.append(p.result)
     finally:
         comparer.close()
