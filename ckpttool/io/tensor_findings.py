@@ -50,8 +50,8 @@ def refuse_composites(tree: Any, target: str) -> None:
     raise OutputRefused(
         f"{path or '<root>'!r}{more} is a {KIND_WORDS.get(entry.kind, entry.kind)} ({entry.dtype}), which "
         f"{target} cannot hold without changing it",
-        hint=f"exclude it explicitly with --drop {path!r} (globs and re:REGEX work; a whole checkpoint needs "
-             "--section too), or keep the original file")
+        hint="exclude it explicitly: convert --section model --drop PATTERN (a state_dict key glob or "
+             "re:REGEX), or keep the original file")
 
 
 def tensor_findings(tree: Any) -> list[Finding]:

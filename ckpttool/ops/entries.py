@@ -64,5 +64,5 @@ def writable_tensors(sd: StateDict, drop: Sequence[str] = (), *, target: str = "
         raise OutputRefused(
             f"tensor {key!r}{more} is a {KIND_WORDS.get(entry.kind, entry.kind)} ({entry.dtype}), which "
             f"{target} cannot hold without changing it",
-            hint=f"exclude it explicitly with --drop {key!r} (globs and re:REGEX work), or keep the torch file")
+            hint=f"exclude it explicitly (convert --drop {key!r}; globs and re:REGEX work), or keep the torch file")
     return {k: t for k, t in sd.tensors.items() if k not in dropped}, dropped
