@@ -25,6 +25,7 @@ class SectionReport:
     tensors: StateDict | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    order: list[str] | None = None  # the section's own key order, where composites sit among tensors
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"source": self.source}
@@ -44,6 +45,9 @@ class SectionReport:
                 if kind:
                     desc["kind"] = kind
                 out["tensors"][key] = desc
+            if self.tensors.composites and self.order:
+                rank = {k: i for i, k in enumerate(self.order)}
+                out["tensors"] = dict(sorted(out["tensors"].items(), key=lambda kv: rank.get(kv[0], len(rank))))
             out["numel"] = self.tensors.numel
             out["nbytes"] = self.tensors.nbytes
         out.update(self.summary)
@@ -86,6 +90,8 @@ def all_tensors(tree: Any) -> list[tuple[str, TensorRef]]:
 def _section_report(ckpt: Checkpoint, kind: str) -> SectionReport:
     section = ckpt.sections[kind]
     report = SectionReport(kind=kind, source=section.source, tensors=section.state_dict)
+    if section.state_dict is not None and section.state_dict.composites and isinstance(section.value, dict):
+        report.order = [str(k) for k in section.value]
     if kind == "optimizer":
         report.summary = optimizer_summary(section.value)
     elif kind == "scheduler":

@@ -34,7 +34,7 @@ def test_dtensor_shows_placements_mesh_and_local_shard() -> None:
     theirs = torch.load(DTENSOR, weights_only=False)
     report = _json("inspect", DTENSOR)
     tensors = report["sections"]["model"]["tensors"]
-    assert sorted(tensors) == sorted(theirs)
+    assert list(tensors) == list(theirs)
     for key, t in theirs.items():
         entry = tensors[key]
         assert entry["type"] == "dtensor" and entry["shape"] == list(t.shape)
@@ -80,7 +80,7 @@ def test_unknown_subclasses_are_listed_with_their_inner_tensors() -> None:
         theirs = torch.load(SUBCLASSES, weights_only=False)
     report = _json("inspect", SUBCLASSES)
     tensors = report["sections"]["model"]["tensors"]
-    assert sorted(tensors) == sorted(theirs)
+    assert list(tensors) == list(theirs)
     packed = tensors["packed"]
     assert packed["type"] == "subclass" and packed["decoded"] is False
     assert packed["params"]["class"] == "mylib.tensors.PackedWeight" and packed["shape"] == [3, 4]
@@ -94,7 +94,7 @@ def test_unknown_subclasses_are_listed_with_their_inner_tensors() -> None:
 def test_sparse_and_nested_components_are_shown() -> None:
     theirs = torch.load(SPARSE, weights_only=False)
     tensors = _json("inspect", SPARSE)["sections"]["model"]["tensors"]
-    assert sorted(tensors) == sorted(theirs)
+    assert list(tensors) == list(theirs)
     coo = theirs["coo"]
     _part_matches(tensors["coo"]["parts"]["indices"], coo._indices())
     _part_matches(tensors["coo"]["parts"]["values"], coo._values())
