@@ -95,7 +95,7 @@ def _composite_branch(root: Any, sd: Any) -> None:
 
     branch = root.add(f"[bold]{len(sd.composites)} not plain[/bold] (quantized, sparse, nested, subclasses)")
     for key, entry in sd.composites.items():
-        shape = list(entry.shape) if entry.shape is not None else "ragged"
+        shape = list(entry.shape) if entry.shape is not None else "ragged" if entry.kind == "nested" else "?"
         flag = "" if entry.decoded else "  [yellow]not decoded[/yellow]"
         params = ", ".join(f"{k}={v}" for k, v in entry.params.items()
                            if k not in ("state", "args") and v is not None)
@@ -150,6 +150,6 @@ def render_keys(report: InspectReport) -> list[Any]:
         for key, t in section.tensors.items():
             table.add_row(section.kind, key, t.dtype, str(list(t.shape)), str(t.nbytes))
         for key, entry in section.tensors.composites.items():
-            shape = list(entry.shape) if entry.shape is not None else "ragged"
+            shape = list(entry.shape) if entry.shape is not None else "ragged" if entry.kind == "nested" else "?"
             table.add_row(section.kind, key, f"{entry.dtype} ({entry.kind})", str(shape), str(entry.nbytes))
     return [table]

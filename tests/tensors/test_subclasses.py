@@ -153,3 +153,24 @@ def test_drop_by_regex_keeps_the_plain_tensors(tmp_path: Path) -> None:
     written = torch.load(out, weights_only=True)
     assert list(written) == ["dense"]
     assert torch.equal(written["dense"], torch.load(SPARSE, weights_only=False)["dense"])
+
+
+class _DeviceLike(torch.Tensor):
+    """Pickles itself the way torch pickles tensors of devices without storage (numpy + rebuild helper)."""
+
+    def __reduce_ex__(self, proto: int) -> tuple:
+        return (torch._utils._rebuild_device_tensor_from_numpy,
+                (self.detach().as_subclass(torch.Tensor).numpy(), torch.float32, "cpu", False))
+
+
+def test_a_rebuild_helper_ckpttool_does_not_decode_is_listed_and_not_compared(tmp_path: Path) -> None:
+    path = tmp_path / "device.pt"
+    torch.save({"w": torch.ones(2), "xla": torch.arange(6.0).reshape(2, 3).as_subclass(_DeviceLike)}, path)
+    assert set(torch.load(path, weights_only=False)) == {"w", "xla"}
+    report = _json("inspect", path)
+    entry = report["sections"]["model"]["tensors"]["xla"]
+    assert entry["type"] == "unknown" and entry["decoded"] is False
+    assert [f["where"] for f in report["findings"] if f["code"] == "tensor.not-decoded"] == ["xla"]
+    diff = _json("diff", path, path, code=1)
+    assert diff["equal"] is False and [e["key"] for e in diff["not_compared"]] == ["xla"]
+    assert run_cli("convert", path, "-o", tmp_path / "out.safetensors").returncode == 2

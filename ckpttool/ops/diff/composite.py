@@ -18,7 +18,11 @@ from ckpttool.ops.diff.values import ByteComparer, compare_values
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-__all__ = ["compare_composite", "dequantized"]
+__all__ = ["compare_composite", "dequantized", "DEQUANTIZE_MAX_ELEMENTS"]
+
+# Dequantized comparison holds both tensors as float64 in memory: bounded; past it the integer
+# representations are compared chunk by chunk (the figures are then in integer steps, said in the note).
+DEQUANTIZE_MAX_ELEMENTS = 16 * 1024 * 1024
 
 
 def _layout(c: CompositeTensor) -> tuple[Any, ...]:
@@ -50,7 +54,7 @@ def compare_composite(key: str, a: CompositeTensor, b: CompositeTensor, kind: st
         entry.status = "identical"
         entry.stats = DiffStats.identical(max(a.numel, 0))
         return entry
-    if a.kind == "quantized" and a.decoded and b.decoded:
+    if a.kind == "quantized" and a.decoded and b.decoded and a.numel <= DEQUANTIZE_MAX_ELEMENTS:
         try:
             acc = DiffAccumulator(rtol, atol)
             acc.add(dequantized(a).reshape(-1), dequantized(b).reshape(-1))
@@ -62,6 +66,8 @@ def compare_composite(key: str, a: CompositeTensor, b: CompositeTensor, kind: st
         entry.stats = first_stats
         if changed:
             entry.note = f"figures are for the inner tensor {changed[0]!r}"
+            if a.kind == "quantized":
+                entry.note += " (integer steps: too large to dequantize in memory)"
     close = entry.stats is not None and entry.stats.within_tolerance and not entry.params_changed
     entry.status = "close" if close and a.kind == "quantized" else "changed"
     if entry.params_changed:

@@ -266,7 +266,7 @@ class DiffResult:
         qualify = self.section == "all"
         merged: dict[str, list[Any]] = {k: [] for k in (
             "only_in_a", "only_in_b", "shape_changed", "dtype_changed", "value_changed", "within_tolerance",
-            "identical", "meta_changed")}
+            "identical", "not_compared", "meta_changed")}
         for s in self.sections:
             part = s.to_dict()
             for name, items in merged.items():
