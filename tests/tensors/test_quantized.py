@@ -131,3 +131,15 @@ def test_convert_with_drop_writes_the_rest_and_reports_it(tmp_path: Path) -> Non
 
     written = load_file(out)
     assert list(written) == ["plain"] and torch.equal(written["plain"], theirs["plain"])
+
+
+def test_dequantized_values_match_torch_dequantize_for_every_scheme() -> None:
+    import ckpttool
+    from ckpttool.ops.diff.composite import dequantized
+
+    theirs = torch.load(QUANTIZED, weights_only=False)
+    composites = ckpttool.open(QUANTIZED).state_dict().composites
+    assert {c.dtype for c in composites.values()} == {"quint8", "qint8", "qint32", "quint4x2", "quint2x4"}
+    for key, entry in composites.items():
+        expected = theirs[key].dequantize().double().numpy()
+        assert dequantized(entry) == pytest.approx(expected, rel=1e-6, abs=1e-7), key
