@@ -143,3 +143,14 @@ def test_dequantized_values_match_torch_dequantize_for_every_scheme() -> None:
     for key, entry in composites.items():
         expected = theirs[key].dequantize().double().numpy()
         assert dequantized(entry) == pytest.approx(expected, rel=1e-6, abs=1e-7), key
+
+
+def test_diff_aligns_composite_keys_like_plain_ones(tmp_path: Path) -> None:
+    wrapped = tmp_path / "ddp.pt"
+    theirs = torch.load(QUANTIZED, weights_only=False)
+    torch.save({f"module.{k}": v for k, v in theirs.items()}, wrapped)
+    proc = run_cli("diff", QUANTIZED, wrapped, "--normalize-keys", "--json")
+    assert proc.returncode == 0, proc.stdout
+    report = json.loads(proc.stdout)
+    assert report["equal"] is True and not report["only_in_a"] and not report["only_in_b"]
+    assert sorted(report["identical"]) == sorted(theirs)

@@ -57,12 +57,15 @@ class _Pair:
 
 def _pairs(va: SideView, vb: SideView, alignment: Alignment) -> tuple[list[_Pair], AlignedKeys, int]:
     """Aligned names in A's order then B's leftovers, A's alignment outcome, and how many keys were renamed."""
+    keys_a = [*va.tensors, *(k for k in va.composites if k not in va.tensors)]  # composites renamed alike
+    keys_b = [*vb.tensors, *(k for k in vb.composites if k not in vb.tensors)]
     if va.aligns or vb.aligns:
         shapes = {k: t.shape for k, t in va.tensors.items()}
-        al_a = align_keys(list(va.tensors), alignment, side="a", shapes=shapes)
-        map_b = align_keys(list(vb.tensors), alignment, side="b").names
+        shapes.update({k: c.shape for k, c in va.composites.items() if c.shape is not None})
+        al_a = align_keys(keys_a, alignment, side="a", shapes=shapes)
+        map_b = align_keys(keys_b, alignment, side="b").names
     else:
-        al_a, map_b = AlignedKeys(names={k: k for k in va.tensors}), {k: k for k in vb.tensors}
+        al_a, map_b = AlignedKeys(names={k: k for k in keys_a}), {k: k for k in keys_b}
     map_a = al_a.names
     renamed = sum(new != old for new, old in map_a.items()) + sum(new != old for new, old in map_b.items())
     pairs = [_Pair(new, old, map_b.get(new)) for new, old in map_a.items()]
@@ -90,18 +93,20 @@ def _compare(pair: _Pair, ta: TensorRef | None, tb: TensorRef | None, kind: str,
 def _compare_entries(pair: _Pair, a: SideView, b: SideView, kind: str, options: DiffOptions,
                      comparer: ByteComparer) -> TensorDiff:
     """A composite entry (quantized, DTensor...) against its namesake, or against a plain tensor."""
-    ca = a.composites.get(pair.key_a or "") if pair.key_a else None
-    cb = b.composites.get(pair.key_b or "") if pair.key_b else None
+    ca = a.composites.get(pair.key_a) if pair.key_a else None
+    cb = b.composites.get(pair.key_b) if pair.key_b else None
+    key_a = pair.key_a if pair.key_a != pair.key else None
     if ca is not None and cb is not None:
-        return compare_composite(pair.key, ca, cb, kind, options.rtol, options.atol, comparer)
+        return compare_composite(pair.key, ca, cb, kind, options.rtol, options.atol, comparer, key_a=key_a)
     present = ca or cb
     assert present is not None
-    other = b.tensors.get(pair.key) if ca is not None else a.tensors.get(pair.key)
+    other = (b.tensors.get(pair.key_b) if pair.key_b else None) if ca is not None else \
+        (a.tensors.get(pair.key_a) if pair.key_a else None)
     if other is None:
         return TensorDiff(pair.key, "only_a" if ca is not None else "only_b", kind,
                           dtype_a=ca.dtype if ca else None, dtype_b=cb.dtype if cb else None,
                           shape_a=ca.shape if ca else None, shape_b=cb.shape if cb else None,
-                          entry_type=present.kind)
+                          entry_type=present.kind, key_a=key_a)
     return TensorDiff(pair.key, "shape", kind, ca.dtype if ca else other.dtype, cb.dtype if cb else other.dtype,
                       ca.shape if ca else other.shape, cb.shape if cb else other.shape,
                       entry_type=f"{ca.kind if ca else 'plain'}/{cb.kind if cb else 'plain'}",
@@ -124,17 +129,13 @@ def _plan_section(a: Checkpoint, b: Checkpoint, name: str, options: DiffOptions,
                          missing="a" if not va.present else "b" if not vb.present else None)
     pairs, aligned, result.renamed = _pairs(va, vb, options.alignment)
     result.dropped, result.findings = aligned.dropped, aligned.findings
-    skip = frozenset(va.tensors) | frozenset(vb.tensors)  # a missing section is reported as such
-    work = [(p, va.tensors.get(p.key_a) if p.key_a else None, vb.tensors.get(p.key_b) if p.key_b else None)
-            for p in pairs]
-    skip = skip | frozenset(va.composites) | frozenset(vb.composites)
-    if va.present and vb.present:
+    skip = frozenset(va.tensors) | frozenset(vb.tensors) | frozenset(va.composites) | frozenset(vb.composites)
+    if va.present and vb.present:  # a missing section is reported as such, not as a root-level change
         result.meta_changed = compare_plain(va.plain, vb.plain, skip)
-    composite_work = [_Pair(k, k if k in va.composites else None, k if k in vb.composites else None)
-                      for k in [*va.composites, *(k for k in vb.composites if k not in va.composites)]]
-    # a key that is plain on one side and composite on the other is compared once, as a composite
-    work = [w for w in work if not ((w[1] is None and w[0].key in va.composites)
-                                    or (w[2] is None and w[0].key in vb.composites))]
+    # a pair with a composite on either side (plain on the other included) is compared as a composite
+    composite_work = [p for p in pairs if p.key_a in va.composites or p.key_b in vb.composites]
+    work = [(p, va.tensors.get(p.key_a) if p.key_a else None, vb.tensors.get(p.key_b) if p.key_b else None)
+            for p in pairs if not (p.key_a in va.composites or p.key_b in vb.composites)]
     result.kinds_known = any(v.state_dict is not None and v.state_dict.parameters is not None for v in (va, vb))
     return _Planned(result, va, vb, work, composite_work)
 
