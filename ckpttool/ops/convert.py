@@ -10,7 +10,8 @@ What is written:
 - ``--dtype`` casts floating model/EMA tensors only (never optimizer state or integer buffers).
 - entries that are not plain tensors (quantized, sparse, nested, DTensor, torchao, unknown
   subclasses) are never written nor left out silently: the write is refused, naming the key,
-  unless ``--drop PATTERN`` excludes them (reported as ``excluded``).
+  unless ``--drop PATTERN`` excludes them (reported as ``excluded``); ``--quantized-parts`` writes
+  quantized ones to safetensors as their documented parts (``ops/quantized_parts.py``).
 Everything is streamed: tensors are read, cast and written chunk by chunk.
 """
 
@@ -33,6 +34,8 @@ from ckpttool.io.write.safetensors import safetensors_layout
 from ckpttool.io.write.sanitize import Change, Sanitizer
 from ckpttool.model import Checkpoint, PickledDict, StateDict, Stub, TensorRef
 from ckpttool.ops.entries import writable_tensors
+from ckpttool.ops.quantized_parts import METADATA_KEY as QUANTIZED_KEY
+from ckpttool.ops.quantized_parts import expand_quantized
 
 __all__ = ["ConvertOptions", "ConvertResult", "convert"]
 
@@ -50,6 +53,7 @@ class ConvertOptions:
     hash_name: bool = False
     force: bool = False
     drop: tuple[str, ...] = ()
+    quantized_parts: bool = False
 
 
 @dataclass
@@ -109,11 +113,17 @@ def _ema(ckpt: Checkpoint) -> StateDict:
 
 
 def _selected(ckpt: Checkpoint, opts: ConvertOptions, target: str = "the output"
-              ) -> tuple[str, StateDict, list[str]]:
-    """The state_dict to write, less the ``--drop`` keys; refuses to leave out anything else."""
+              ) -> tuple[str, StateDict, list[str], dict[str, Any]]:
+    """The state_dict to write, less the ``--drop`` keys, and the ``--quantized-parts`` records.
+
+    Refuses to leave out anything else.
+    """
     content, sd = _section_state_dict(ckpt, opts)
+    records: dict[str, Any] = {}
+    if opts.quantized_parts:
+        sd, records = expand_quantized(sd)
     tensors, excluded = writable_tensors(sd, opts.drop, target=target)
-    return content, StateDict(tensors, sd.parameters, sd.extras, sd.version_metadata), excluded
+    return content, StateDict(tensors, sd.parameters, sd.extras, sd.version_metadata), excluded, records
 
 
 def _section_state_dict(ckpt: Checkpoint, opts: ConvertOptions) -> tuple[str, StateDict]:
@@ -165,7 +175,7 @@ def _cast_all(tensors: dict[str, TensorRef], caster: Caster | None) -> dict[str,
 
 def _to_safetensors(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Caster | None,
                     inputs: tuple[Path, ...]) -> ConvertResult:
-    content, sd, excluded = _selected(ckpt, opts, "a safetensors file")
+    content, sd, excluded, quantized = _selected(ckpt, opts, "a safetensors file")
     tensors, _ = _restored(ckpt, sd, content)
     tensors = _cast_all(tensors, caster)
     deduped = dedupe(tensors)
@@ -173,6 +183,8 @@ def _to_safetensors(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster
     written_order = list(safetensors_layout(unique))
     metadata = _jsonable_meta(ckpt, content)
     metadata.update(alias_metadata(list(tensors), written_order, deduped))
+    if quantized:
+        metadata[QUANTIZED_KEY] = json.dumps(quantized, separators=(",", ":"))
     notes = []
     dropped = sorted(str(k) for k, s in ckpt.sections.items() if k not in (content, "meta") and s.value is not None)
     if dropped:
@@ -244,7 +256,7 @@ def _to_torch(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Cast
         return ConvertResult(ckpt.path, ckpt.format, ckpt.layout, written.path, written.format, "checkpoint",
                              written.sha256, written.tensors, written.nbytes, shards=[written],
                              changes=changes, notes=notes)
-    content, sd, excluded = _selected(ckpt, opts, "a torch file written by ckpttool")
+    content, sd, excluded, _ = _selected(ckpt, opts, "a torch file written by ckpttool")
     tensors, aliases = _restored(ckpt, sd, content)
     tree = PickledDict(_cast_all(tensors, caster), ordered=True)
     if sd.version_metadata:
@@ -300,7 +312,7 @@ def _to_dcp(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Caster
 
     sanitizer = Sanitizer() if opts.sanitize else None
     if ckpt.format in ("safetensors", "sharded") or opts.ema or opts.section or opts.strip_optimizer:
-        content, sd, _ = _selected(ckpt, opts, "a DCP folder written by ckpttool")
+        content, sd, _, _ = _selected(ckpt, opts, "a DCP folder written by ckpttool")
         tensors, _ = _restored(ckpt, sd, content)
         tree: Any = dict(_cast_all(tensors, caster))
         fn = None
@@ -333,6 +345,9 @@ def _check(opts: ConvertOptions, out_fmt: str) -> None:
         raise UsageError("--max-shard-size writes sharded safetensors: name the output .safetensors")
     if opts.max_shard_size and opts.hash_name:
         raise UsageError("--hash-name names one file; it cannot be combined with --max-shard-size")
+    if opts.quantized_parts and out_fmt != "safetensors":
+        raise UsageError("--quantized-parts writes safetensors (its metadata records how to rebuild them)",
+                         hint="torch output cannot be written with quantized tensors by ckpttool: --drop them")
     if opts.section is not None and opts.section not in ("model", "ema"):
         raise UsageError(f"--section {opts.section!r}: only the model and ema sections hold weights to convert")
 

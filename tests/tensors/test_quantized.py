@@ -154,3 +154,47 @@ def test_diff_aligns_composite_keys_like_plain_ones(tmp_path: Path) -> None:
     report = json.loads(proc.stdout)
     assert report["equal"] is True and not report["only_in_a"] and not report["only_in_b"]
     assert sorted(report["identical"]) == sorted(theirs)
+
+
+def _rebuilt(tensors: dict[str, torch.Tensor], key: str, record: dict) -> torch.Tensor:
+    """A quantized tensor rebuilt by torch from the documented parts (as the README tells users)."""
+    ints = tensors[f"{key}.int_repr"]
+    if "axis" in record:
+        return torch._make_per_channel_quantized_tensor(ints, tensors[f"{key}.scales"],
+                                                        tensors[f"{key}.zero_points"], record["axis"])
+    return torch._make_per_tensor_quantized_tensor(ints, float(tensors[f"{key}.scale"]),
+                                                   int(tensors[f"{key}.zero_point"]))
+
+
+@pytest.mark.parametrize("path", [QUANTIZED, MODULES], ids=lambda p: p.name)
+def test_quantized_parts_rebuild_the_same_quantized_tensors(tmp_path: Path, path: Path) -> None:
+    from safetensors import safe_open
+
+    out = tmp_path / "parts.safetensors"
+    proc = run_cli("convert", path, "-o", out, "--quantized-parts")
+    assert proc.returncode == 0, proc.stderr
+    with safe_open(str(out), "pt") as f:
+        records = json.loads(f.metadata()["ckpttool.quantized"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    theirs = torch.load(path, weights_only=False)
+    originals = {}
+    for key, value in theirs.items():
+        if isinstance(value, tuple):  # an eager quantized layer's (weight, bias)
+            originals[f"{key}.0"] = value[0]
+            assert torch.equal(tensors[f"{key}.1"], value[1])
+        elif isinstance(value, torch.Tensor) and value.is_quantized:
+            originals[key] = value
+    assert set(records) == set(originals)
+    for key, q in originals.items():
+        assert records[key]["dtype"] == str(q.dtype).removeprefix("torch.") and records[key]["shape"] == list(q.shape)
+        if q.dtype in (torch.quint4x2, torch.quint2x4):  # no torch constructor from packed bytes: compare them
+            assert torch.equal(tensors[f"{key}.int_repr"], q.int_repr())
+            continue
+        back = _rebuilt(tensors, key, records[key])
+        assert back.qscheme() == q.qscheme() or q.qscheme() == torch.per_channel_affine_float_qparams
+        assert torch.equal(back.int_repr(), q.int_repr()) and torch.equal(back.dequantize(), q.dequantize())
+
+
+def test_quantized_parts_is_refused_for_torch_output(tmp_path: Path) -> None:
+    proc = run_cli("convert", QUANTIZED, "-o", tmp_path / "q.pt", "--quantized-parts")
+    assert proc.returncode == 2 and "--quantized-parts" in proc.stderr
