@@ -1,7 +1,7 @@
 """Findings about the tensors of a checkpoint that are not plain: what could not be decoded.
 
 Every ``CompositeTensor`` is an entry of its section; the ones ckpttool cannot interpret (an unknown
-subclass or rebuild helper) and DTensors (one rank's shard only) are also said out loud, once each.
+subclass or rebuild function) and DTensors (one rank's shard only) are also said out loud, once each.
 """
 
 from __future__ import annotations

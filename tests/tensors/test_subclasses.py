@@ -156,14 +156,14 @@ def test_drop_by_regex_keeps_the_plain_tensors(tmp_path: Path) -> None:
 
 
 class _DeviceLike(torch.Tensor):
-    """Pickles itself the way torch pickles tensors of devices without storage (numpy + rebuild helper)."""
+    """Pickles itself the way torch pickles tensors of devices without storage (numpy + a rebuild function)."""
 
     def __reduce_ex__(self, proto: int) -> tuple:
         return (torch._utils._rebuild_device_tensor_from_numpy,
                 (self.detach().as_subclass(torch.Tensor).numpy(), torch.float32, "cpu", False))
 
 
-def test_a_rebuild_helper_ckpttool_does_not_decode_is_listed_and_not_compared(tmp_path: Path) -> None:
+def test_a_rebuild_function_ckpttool_does_not_decode_is_listed_and_not_compared(tmp_path: Path) -> None:
     path = tmp_path / "device.pt"
     torch.save({"w": torch.ones(2), "xla": torch.arange(6.0).reshape(2, 3).as_subclass(_DeviceLike)}, path)
     assert set(torch.load(path, weights_only=False)) == {"w", "xla"}

@@ -1,9 +1,9 @@
 """Rebuilders for tensors that are not one strided view: quantized, sparse, nested, subclasses.
 
-torch rebuilds them with their own helpers (``_rebuild_qtensor``, ``_rebuild_sparse_tensor``,
+torch rebuilds them with its own functions (``_rebuild_qtensor``, ``_rebuild_sparse_tensor``,
 ``_rebuild_nested_tensor``, ``_rebuild_from_type_v2`` + ``_rebuild_wrapper_subclass``). Each becomes
 a ``CompositeTensor`` whose parts are ordinary ``TensorRef``s over the file's storages, so every
-tensor torch would load is an entry of its section. A rebuild helper ckpttool does not know, or a
+tensor torch would load is an entry of its section. A rebuild function ckpttool does not know, or a
 subclass it cannot interpret, still becomes one (``decoded=False``) with the tensors found in its
 arguments and state: never a silent ``Stub``.
 """
@@ -32,7 +32,7 @@ _COMPRESSED = {"sparse_csr": ("crow_indices", "col_indices"), "sparse_csc": ("cc
 
 
 def is_rebuild_name(fullname: str) -> bool:
-    """True for torch's tensor-rebuild helpers (``torch._utils._rebuild_*``)."""
+    """True for torch's tensor-rebuild functions (``torch._utils._rebuild_*``)."""
     return fullname.startswith(("torch._utils._rebuild_", "torch._tensor._rebuild_"))
 
 
@@ -302,7 +302,7 @@ def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any = None
 
 
 def unknown_rebuild(fullname: str, args: tuple[Any, ...], note: str = "") -> CompositeTensor:
-    """A tensor torch would rebuild with a helper ckpttool does not decode: listed, never dropped."""
+    """A tensor torch would rebuild with a function ckpttool does not decode: listed, never dropped."""
     return CompositeTensor("unknown", fullname, "unknown", None, tensors_in(args, "args"),
                            {"args": plain(list(args), 3)}, decoded=False,
                            note=note or f"rebuilt by {fullname}, which ckpttool does not decode")

@@ -227,7 +227,7 @@ def classify(module: str, name: str) -> GlobalKind:
         # a deny-list of them is always one advisory behind.
         return "dangerous"
     if fullname.startswith(("torch._utils._rebuild_", "torch._tensor._rebuild_")):
-        return "data"  # every rebuild helper has a pure stand-in (an opaque tensor if unknown)
+        return "data"  # every rebuild function has a pure stand-in (an opaque tensor if unknown)
     for prefix in _DANGEROUS_PREFIXES:
         if fullname == prefix or fullname.startswith(prefix + "."):
             return "dangerous"
