@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DType", "DTYPES", "by_name", "by_storage_class", "by_safetensors", "is_floating"]
+__all__ = ["DType", "DTYPES", "by_name", "by_storage_class", "by_safetensors", "is_floating",
+           "packed_nbytes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +19,8 @@ class DType:
     Attributes:
         name: torch's name without the ``torch.`` prefix (``float32``, ``bfloat16``).
         itemsize: bytes per element.
-        safetensors: the safetensors header code, or None where safetensors has none.
+        safetensors: the safetensors header code, or None where safetensors has none (complex32,
+            complex128 and the quantized types: safetensors 0.8 has no code for them).
         storage_class: the legacy typed-storage class torch pickles (``FloatStorage``), if any.
         numpy: the numpy dtype string for the raw bytes, or None where numpy has no such type.
         kind: ``f`` floating, ``c`` complex, ``i`` signed, ``u`` unsigned, ``b`` bool.
@@ -51,13 +53,19 @@ DTYPES: tuple[DType, ...] = (
     DType("uint16", 2, "U16", None, "<u2", "u"),
     DType("uint8", 1, "U8", "ByteStorage", "|u1", "u"),
     DType("bool", 1, "BOOL", "BoolStorage", "|b1", "b"),
-    DType("complex128", 16, "C128", "ComplexDoubleStorage", "<c16", "c"),
+    DType("complex128", 16, None, "ComplexDoubleStorage", "<c16", "c"),
     DType("complex64", 8, "C64", "ComplexFloatStorage", "<c8", "c"),
     DType("complex32", 4, None, "ComplexHalfStorage", None, "c"),
     DType("qint8", 1, None, "QInt8Storage", "|i1", "i"),
     DType("quint8", 1, None, "QUInt8Storage", "|u1", "u"),
     DType("qint32", 4, None, "QInt32Storage", "<i4", "i"),
+    # sub-byte quantized types: torch counts one byte per element in itemsize but packs 2 (4x2) or
+    # 4 (2x4) elements per byte in storage; ``packed_nbytes`` gives the real size
+    DType("quint4x2", 1, None, "QUInt4x2Storage", "|u1", "u"),
+    DType("quint2x4", 1, None, "QUInt2x4Storage", "|u1", "u"),
 )
+
+_PER_BYTE = {"quint4x2": 2, "quint2x4": 4}
 
 _BY_NAME = {d.name: d for d in DTYPES}
 _ALIASES = {"float": "float32", "double": "float64", "half": "float16", "long": "int64", "int": "int32",
@@ -80,6 +88,15 @@ def by_storage_class(name: str) -> DType | None:
 def by_safetensors(code: str) -> DType | None:
     """The dtype of a safetensors header code such as ``BF16``."""
     return _BY_SAFETENSORS.get(code)
+
+
+def packed_nbytes(name: str, numel: int) -> int:
+    """Bytes ``numel`` elements of ``name`` occupy in storage (sub-byte types packed)."""
+    d = by_name(name)
+    per = _PER_BYTE.get(d.name, 0) if d else 0
+    if per:
+        return -(-numel // per)
+    return numel * (d.itemsize if d else 1)
 
 
 def is_floating(name: str) -> bool:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "Severity", "Finding", "ByteSource", "Storage", "TensorRef", "GlobalRef", "Stub",
     "PickledDict", "StateDict", "Section", "Checkpoint", "GlobalUse", "SECTION_KINDS",
-    "CHUNK_BYTES",
+    "CHUNK_BYTES", "CompositeTensor",
 ]
 
 Severity = Literal["info", "warn", "error"]
@@ -162,6 +162,42 @@ class TensorRef:
         return gather_bytes(self)
 
 
+@dataclass(eq=False)
+class CompositeTensor:
+    """A tensor torch rebuilds from more than one strided buffer, or that ckpttool cannot decode.
+
+    Quantized, sparse and nested tensors, ``DTensor``, torchao weights and unknown subclasses are
+    entries of their section like plain tensors, so nothing torch would load goes missing: ``kind``
+    says what it is, ``parts`` are its inner tensors (by their role: ``int_repr``, ``indices``,
+    ``local_shard``...), ``params`` its plain-data state (scale, placements...). ``decoded`` is
+    False for an unknown kind: then only its parts and state are known, never its values.
+    """
+
+    kind: str
+    rebuild: str
+    dtype: str
+    shape: tuple[int, ...] | None
+    parts: dict[str, TensorRef] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    decoded: bool = True
+    note: str = ""
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape or ():
+            n *= s
+        return n if self.shape is not None else 0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the parts hold (what the file stores, not the logical size)."""
+        return sum(p.nbytes for p in self.parts.values())
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} tensor {self.dtype}{list(self.shape or [])}>"
+
+
 @dataclass(frozen=True, slots=True)
 class GlobalRef:
     """A global (``module.qualname``) the pickle referenced but that was not called."""
@@ -232,6 +268,8 @@ class PickledDict(dict):  # type: ignore[type-arg]
 class StateDict(Mapping[str, TensorRef]):
     """An ordered key → ``TensorRef`` mapping: what remap, diff and ema work on.
 
+    ``composites`` holds the entries that are not one plain strided tensor (quantized, sparse,
+    DTensor, unknown subclasses...): listed and compared, never written without being asked.
     ``parameters`` holds the keys known to be parameters (others are buffers) when the layout tells
     (a pickled module does; a bare dict does not: then it is None). ``extras`` keeps non-tensor
     entries found among the tensors (``_extra_state``), ``version_metadata`` torch's ``_metadata``.
@@ -241,6 +279,7 @@ class StateDict(Mapping[str, TensorRef]):
     parameters: frozenset[str] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     version_metadata: dict[str, Any] | None = None
+    composites: dict[str, CompositeTensor] = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> TensorRef:
         return self.tensors[key]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ckpttool.errors import ResourceLimit
-from ckpttool.model import StateDict, Stub, TensorRef
+from ckpttool.model import CompositeTensor, StateDict, Stub, TensorRef
 from ckpttool.tree import MAX_DEPTH
 
 __all__ = ["module_state_dict", "is_module", "ScriptClassInfo", "BUFFER_LEAVES", "is_buffer_name"]
@@ -67,6 +67,7 @@ def _own_tensors(stub: Stub, script: ScriptClassInfo | None) -> _Own:
 def module_state_dict(root: Stub, script: ScriptClassInfo | None = None) -> StateDict:
     """The state_dict ``root.state_dict()`` would return, without running any of its code."""
     tensors: dict[str, TensorRef] = {}
+    composites: dict[str, CompositeTensor] = {}
     params: set[str] = set()
     known = root.is_module or bool(script)
     stack: list[tuple[str, Stub, int]] = [("", root, 0)]
@@ -78,11 +79,11 @@ def module_state_dict(root: Stub, script: ScriptClassInfo | None = None) -> Stat
             raise ResourceLimit("modules nested too deeply or shared too often (a cycle?)")
         own, kids = _own_tensors(mod, script)
         for name, value, is_param in own:
-            if isinstance(value, TensorRef):
-                tensors[prefix + name] = value
+            if isinstance(value, TensorRef | CompositeTensor):
+                (tensors if isinstance(value, TensorRef) else composites)[prefix + name] = value  # type: ignore[index]
                 if is_param:
                     params.add(prefix + name)
         for name, child in reversed(kids):
             if isinstance(child, Stub):
                 stack.append((f"{prefix}{name}.", child, depth + 1))
-    return StateDict(tensors=tensors, parameters=frozenset(params) if known else None)
+    return StateDict(tensors=tensors, parameters=frozenset(params) if known else None, composites=composites)

@@ -25,6 +25,7 @@ NON_FIXTURE_FILES = {
     "requirements-fixtures.txt", "make_gpu_fixtures.py", "model1_to_model2.toml", "make_ultralytics_fixture.py",
     "make_deepspeed_fixtures.py",
     "make_side_env.sh", "make_hf_fixtures.py",
+    "make_side_fixtures.sh",
 }
 MAX_FILE_BYTES = 1 << 20
 MAX_TOTAL_BYTES = 8 << 20

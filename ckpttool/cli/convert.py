@@ -29,9 +29,16 @@ from ckpttool.cli.common import emit_json, input_path, json_option, print_render
                    ".bin shards when OUTPUT is named pytorch_model.bin or pytorch_model.bin.index.json.")
 @click.option("--hash-name", is_flag=True, help="Put the first 8 hex digits of the sha256 in the file name.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists (never an input).")
+@click.option("--drop", "drop", multiple=True, metavar="PATTERN",
+              help="Leave out the state_dict entries matching PATTERN (a glob, or re:REGEX); repeatable. "
+                   "Needed for quantized, sparse, DTensor and other tensors the output cannot hold.")
+@click.option("--quantized-parts", is_flag=True,
+              help="safetensors output: write each quantized tensor KEY as KEY.int_repr plus KEY.scale/"
+                   "KEY.zero_point (or KEY.scales/KEY.zero_points), recorded in the ckpttool.quantized metadata.")
 @json_option
 def command(path: Path, output: Path, section: str | None, ema: bool, dtype: str | None, strip_optimizer: bool,
-            sanitize: bool, max_shard_size: str | None, hash_name: bool, force: bool, as_json: bool) -> int:
+            sanitize: bool, max_shard_size: str | None, hash_name: bool, force: bool, drop: tuple[str, ...],
+            quantized_parts: bool, as_json: bool) -> int:
     """Convert PATH to OUTPUT: torch ↔ safetensors, sharded, cast, EMA, release or sanitised form.
 
     The output format follows OUTPUT's extension. safetensors holds one state_dict (the model,
@@ -49,6 +56,7 @@ def command(path: Path, output: Path, section: str | None, ema: bool, dtype: str
       ckpttool convert big.pt -o out/model.safetensors --max-shard-size 2GB
       ckpttool convert ds_run/ -o model.safetensors   # DeepSpeed ZeRO folder: fp32 weights
       ckpttool convert big.pt -o out/pytorch_model.bin.index.json --max-shard-size 2GB
+      ckpttool convert qmodel.pt -o plain.safetensors --drop '*._packed_params'
     Exit status: 0 written, 2 bad input, refused output or bad options.
     """
     from ckpttool.io.formats.sharded import parse_size
@@ -56,7 +64,7 @@ def command(path: Path, output: Path, section: str | None, ema: bool, dtype: str
 
     opts = ConvertOptions(section=section, ema=ema, dtype=dtype, strip_optimizer=strip_optimizer,
                           sanitize=sanitize, max_shard_size=parse_size(max_shard_size) if max_shard_size else None,
-                          hash_name=hash_name, force=force)
+                          hash_name=hash_name, force=force, drop=drop, quantized_parts=quantized_parts)
     result = convert(path, output, opts)
     if as_json:
         emit_json(result.to_dict())

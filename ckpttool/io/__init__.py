@@ -189,6 +189,9 @@ def _checkpoint(read: TreeRead) -> Checkpoint:
             "read by its bytes"))
     ckpt.findings.extend(code_findings(read))
     recognise(ckpt, read.script)
+    from ckpttool.io.tensor_findings import tensor_findings
+
+    ckpt.findings.extend(tensor_findings(read.tree))
     return ckpt
 
 

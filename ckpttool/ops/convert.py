@@ -8,6 +8,10 @@ What is written:
   from a torch input it is the whole checkpoint (``--sanitize`` makes it weights_only-loadable),
   or one state_dict with ``--section``/``--ema``/``--strip-optimizer`` (the release form).
 - ``--dtype`` casts floating model/EMA tensors only (never optimizer state or integer buffers).
+- entries that are not plain tensors (quantized, sparse, nested, DTensor, torchao, unknown
+  subclasses) are never written nor left out silently: the write is refused, naming the key,
+  unless ``--drop PATTERN`` excludes them (reported as ``excluded``); ``--quantized-parts`` writes
+  quantized ones to safetensors as their documented parts (``ops/quantized_parts.py``).
 Everything is streamed: tensors are read, cast and written chunk by chunk.
 """
 
@@ -22,12 +26,16 @@ from typing import Any
 from ckpttool.errors import OutputRefused, SectionNotFound, UsageError
 from ckpttool.io import open_checkpoint
 from ckpttool.io.formats.dcp import BYTES_ITEM
+from ckpttool.io.tensor_findings import refuse_composites
 from ckpttool.io.write.aliases import alias_metadata, dedupe, restore
 from ckpttool.io.write.cast import Caster, parse_dtype
 from ckpttool.io.write.checkpoint import WriteResult, output_format, write_checkpoint
 from ckpttool.io.write.safetensors import safetensors_layout
 from ckpttool.io.write.sanitize import Change, Sanitizer
 from ckpttool.model import Checkpoint, PickledDict, StateDict, Stub, TensorRef
+from ckpttool.ops.entries import writable_tensors
+from ckpttool.ops.quantized_parts import METADATA_KEY as QUANTIZED_KEY
+from ckpttool.ops.quantized_parts import expand_quantized
 
 __all__ = ["ConvertOptions", "ConvertResult", "convert"]
 
@@ -44,6 +52,8 @@ class ConvertOptions:
     max_shard_size: int | None = None
     hash_name: bool = False
     force: bool = False
+    drop: tuple[str, ...] = ()
+    quantized_parts: bool = False
 
 
 @dataclass
@@ -69,6 +79,7 @@ class ConvertResult:
     dropped: list[str] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -80,7 +91,7 @@ class ConvertResult:
             "aliases": self.aliases, "views": self.views, "dtype": self.dtype, "cast": self.cast,
             "not_cast": self.not_cast,
             "sanitized": [c.to_dict() for c in self.changes], "dropped": self.dropped,
-            "metadata": self.metadata, "notes": self.notes,
+            "metadata": self.metadata, "notes": self.notes, "excluded": self.excluded,
         }
 
 
@@ -103,7 +114,21 @@ def _ema(ckpt: Checkpoint) -> StateDict:
     return ema_state_dict(ckpt)
 
 
-def _selected(ckpt: Checkpoint, opts: ConvertOptions) -> tuple[str, StateDict]:
+def _selected(ckpt: Checkpoint, opts: ConvertOptions, target: str = "the output"
+              ) -> tuple[str, StateDict, list[str], dict[str, Any]]:
+    """The state_dict to write, less the ``--drop`` keys, and the ``--quantized-parts`` records.
+
+    Refuses to leave out anything else.
+    """
+    content, sd = _section_state_dict(ckpt, opts)
+    records: dict[str, Any] = {}
+    if opts.quantized_parts:
+        sd, records = expand_quantized(sd)
+    tensors, excluded = writable_tensors(sd, opts.drop, target=target)
+    return content, StateDict(tensors, sd.parameters, sd.extras, sd.version_metadata), excluded, records
+
+
+def _section_state_dict(ckpt: Checkpoint, opts: ConvertOptions) -> tuple[str, StateDict]:
     if opts.ema:
         return "ema", _ema(ckpt)
     kind = opts.section or "model"
@@ -158,7 +183,7 @@ def _cast_all(tensors: dict[str, TensorRef], caster: Caster | None) -> dict[str,
 
 def _to_safetensors(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Caster | None,
                     inputs: tuple[Path, ...]) -> ConvertResult:
-    content, sd = _selected(ckpt, opts)
+    content, sd, excluded, quantized = _selected(ckpt, opts, "a safetensors file")
     tensors, _ = _restored(ckpt, sd, content)
     tensors = _cast_all(tensors, caster)
     deduped = dedupe(tensors)
@@ -166,6 +191,8 @@ def _to_safetensors(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster
     written_order = list(safetensors_layout(unique))
     metadata = _jsonable_meta(ckpt, content)
     metadata.update(alias_metadata(list(tensors), written_order, deduped))
+    if quantized:
+        metadata[QUANTIZED_KEY] = json.dumps(quantized, separators=(",", ":"))
     notes = []
     dropped = sorted(str(k) for k, s in ckpt.sections.items() if k not in (content, "meta") and s.value is not None)
     if dropped:
@@ -181,7 +208,8 @@ def _to_safetensors(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster
         shards = [main]
     return ConvertResult(ckpt.path, ckpt.format, ckpt.layout, main.path, main.format, content, main.sha256,
                          len(unique), main.nbytes, shards=shards, aliases=aliases, dropped=dropped,
-                         metadata=metadata, notes=notes, views={k: v[0] for k, v in deduped.views.items()})
+                         metadata=metadata, notes=notes, views={k: v[0] for k, v in deduped.views.items()},
+                         excluded=excluded)
 
 
 def _section_ids(ckpt: Checkpoint) -> set[int]:
@@ -224,6 +252,9 @@ def _to_torch(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Cast
     whole = whole and ckpt.format != "deepspeed"  # like DeepSpeed's own tools: the consolidated weights
     notes: list[str] = []
     if whole:
+        if opts.drop:
+            raise UsageError("--drop leaves entries out of one state_dict: add --section model (or --ema)",
+                             hint="a whole torch checkpoint is rewritten as it was read")
         sanitizer = Sanitizer(tensor_fn=None) if opts.sanitize else None
         if sanitizer is not None and caster is not None:
             ids = _section_ids(ckpt)
@@ -234,7 +265,7 @@ def _to_torch(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Cast
         return ConvertResult(ckpt.path, ckpt.format, ckpt.layout, written.path, written.format, "checkpoint",
                              written.sha256, written.tensors, written.nbytes, shards=[written],
                              changes=changes, notes=notes)
-    content, sd = _selected(ckpt, opts)
+    content, sd, excluded, _ = _selected(ckpt, opts, "a torch file written by ckpttool")
     tensors, aliases = _restored(ckpt, sd, content)
     tree = PickledDict(_cast_all(tensors, caster), ordered=True)
     if sd.version_metadata:
@@ -246,7 +277,7 @@ def _to_torch(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Cast
     written = write_checkpoint(tree, output, inputs=inputs, force=opts.force, hash_name=opts.hash_name)
     return ConvertResult(ckpt.path, ckpt.format, ckpt.layout, written.path, written.format, content,
                          written.sha256, written.tensors, written.nbytes, shards=[written], aliases=aliases,
-                         dropped=dropped, notes=notes)
+                         dropped=dropped, notes=notes, excluded=excluded)
 
 
 def _to_bin_shards(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Caster | None,
@@ -254,14 +285,15 @@ def _to_bin_shards(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster:
     """A Hugging Face ``.bin`` shard set of the selected state_dict (see io/write/bin_shards.py)."""
     from ckpttool.io.write.bin_shards import write_bin_shards
 
-    content, sd = _selected(ckpt, opts)
+    content, sd, excluded, _ = _selected(ckpt, opts, "a .bin shard set")
     tensors, aliases = _restored(ckpt, sd, content)
     main, shards = write_bin_shards(_cast_all(tensors, caster), output, opts.max_shard_size or 0,
                                     inputs=inputs, force=opts.force)
     dropped = sorted(k for k in ckpt.sections if k not in (content, "meta"))
     notes = [f"a .bin shard set holds one state_dict: wrote the {content} section"] if dropped else []
     return ConvertResult(ckpt.path, ckpt.format, ckpt.layout, main.path, main.format, content, main.sha256,
-                         main.tensors, main.nbytes, shards=shards, aliases=aliases, dropped=dropped, notes=notes)
+                         main.tensors, main.nbytes, shards=shards, aliases=aliases, dropped=dropped, notes=notes,
+                         excluded=excluded)
 
 
 def _materialize(root: Any, fn: Callable[[Any, Any], Any] | None) -> Any:
@@ -305,13 +337,14 @@ def _to_dcp(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Caster
 
     sanitizer = Sanitizer() if opts.sanitize else None
     if ckpt.format in ("safetensors", "sharded") or opts.ema or opts.section or opts.strip_optimizer:
-        content, sd = _selected(ckpt, opts)
+        content, sd, _, _ = _selected(ckpt, opts, "a DCP folder written by ckpttool")
         tensors, _ = _restored(ckpt, sd, content)
         tree: Any = dict(_cast_all(tensors, caster))
         fn = None
     else:
         content, tree = "checkpoint", ckpt.tree
         fn = _transform(ckpt, caster, sanitizer)
+        refuse_composites(tree, "a DCP folder written by ckpttool")
     state = _materialize(tree, fn)
     if not isinstance(state, dict):
         raise UsageError("a DCP folder holds a dict; this checkpoint's root is not one")
@@ -338,6 +371,9 @@ def _check(opts: ConvertOptions, out_fmt: str) -> None:
                          ".safetensors, pytorch_model.bin or pytorch_model.bin.index.json")
     if opts.max_shard_size and opts.hash_name:
         raise UsageError("--hash-name names one file; it cannot be combined with --max-shard-size")
+    if opts.quantized_parts and out_fmt != "safetensors":
+        raise UsageError("--quantized-parts writes safetensors (its metadata records how to rebuild them)",
+                         hint="torch output cannot be written with quantized tensors by ckpttool: --drop them")
     if opts.section is not None and opts.section in ("optimizer", "scheduler", "scaler", "meta"):
         raise UsageError(f"--section {opts.section!r}: only the model and ema sections (or a pipeline "
                          "component such as unet, or a DeepSpeed folder's model16) hold weights to convert")
@@ -370,16 +406,20 @@ def convert(input_path: str | Path, output: str | Path, options: ConvertOptions 
     ckpt = open_checkpoint(input_path)
     inputs = _input_files(ckpt)
     caster = Caster(parse_dtype(opts.dtype)) if opts.dtype else None
-    if out_fmt == "safetensors":
-        result = _to_safetensors(ckpt, output, opts, caster, inputs)
-    elif out_fmt == "bin-shards":
-        result = _to_bin_shards(ckpt, output, opts, caster, inputs)
-    elif out_fmt == "dcp":
-        if opts.hash_name:
-            raise UsageError("--hash-name names one file; a DCP folder is several")
-        result = _to_dcp(ckpt, output, opts, caster, inputs)
-    else:
-        result = _to_torch(ckpt, output, opts, caster, inputs)
+    try:
+        if out_fmt == "safetensors":
+            result = _to_safetensors(ckpt, output, opts, caster, inputs)
+        elif out_fmt == "bin-shards":
+            result = _to_bin_shards(ckpt, output, opts, caster, inputs)
+        elif out_fmt == "dcp":
+            if opts.hash_name:
+                raise UsageError("--hash-name names one file; a DCP folder is several")
+            result = _to_dcp(ckpt, output, opts, caster, inputs)
+        else:
+            result = _to_torch(ckpt, output, opts, caster, inputs)
+    except OutputRefused as exc:
+        exc.path = exc.path or output
+        raise
     if caster is not None:
         result.dtype, result.cast, result.not_cast = caster.dtype, caster.cast, caster.skipped
     frozen = ckpt.members.get("frozen_from_module16") if ckpt.format == "deepspeed" else None

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from ckpttool.errors import SectionNotFound
+from ckpttool.io.tensor_findings import composite_entries
 from ckpttool.model import SECTION_KINDS, Checkpoint, Finding, GlobalUse, StateDict, TensorRef
+from ckpttool.ops.entries import describe
 from ckpttool.ops.summaries import optimizer_summary, scaler_summary, scheduler_summary
 from ckpttool.tree import walk
 
@@ -24,6 +26,7 @@ class SectionReport:
     tensors: StateDict | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    order: list[str] | None = None  # the section's own key order, where composites sit among tensors
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"source": self.source}
@@ -37,6 +40,15 @@ class SectionReport:
                 if key in self.stats:
                     entry["stats"] = self.stats[key]
                 out["tensors"][key] = entry
+            for key, entry in self.tensors.composites.items():
+                desc = describe(entry)
+                kind = self.tensors.kind_of(key)
+                if kind:
+                    desc["kind"] = kind
+                out["tensors"][key] = desc
+            if self.tensors.composites and self.order:
+                rank = {k: i for i, k in enumerate(self.order)}
+                out["tensors"] = dict(sorted(out["tensors"].items(), key=lambda kv: rank.get(kv[0], len(rank))))
             out["numel"] = self.tensors.numel
             out["nbytes"] = self.tensors.nbytes
         out.update(self.summary)
@@ -79,6 +91,8 @@ def all_tensors(tree: Any) -> list[tuple[str, TensorRef]]:
 def _section_report(ckpt: Checkpoint, kind: str) -> SectionReport:
     section = ckpt.sections[kind]
     report = SectionReport(kind=kind, source=section.source, tensors=section.state_dict)
+    if section.state_dict is not None and section.state_dict.composites and isinstance(section.value, dict):
+        report.order = [str(k) for k in section.value]
     if kind == "optimizer":
         report.summary = optimizer_summary(section.value)
     elif kind == "scheduler":
@@ -99,9 +113,10 @@ def inspect_checkpoint(ckpt: Checkpoint, *, sections: tuple[str, ...] = (), stat
     reports = {k: _section_report(ckpt, k) for k in kinds}
     if not any(r.tensors is not None for r in reports.values()) and not sections:
         found = all_tensors(ckpt.tree)
-        if found:
+        others = composite_entries(ckpt.tree)
+        if found or others:
             reports["tensors"] = SectionReport("tensors", "<anywhere in the file>",
-                                               StateDict(tensors=dict(found)))
+                                               StateDict(tensors=dict(found), composites=dict(others)))
     if stats:
         from ckpttool.ops.tensor_stats import tensor_stats
 
@@ -109,8 +124,9 @@ def inspect_checkpoint(ckpt: Checkpoint, *, sections: tuple[str, ...] = (), stat
             if report.tensors is not None:
                 report.stats = {k: tensor_stats(t) for k, t in report.tensors.items()}
     everything = [t for _, t in all_tensors(ckpt.tree)]
+    composites = [e for _, e in composite_entries(ckpt.tree)]
     by_dtype: Counter[str] = Counter()
-    for t in everything:
+    for t in everything + [p for e in composites for p in e.parts.values()]:
         by_dtype[t.dtype] += t.nbytes
     model = ckpt.sections.get("model") or ckpt.sections.get("ema")
     params = model.state_dict.numel if model is not None and model.state_dict is not None else \
@@ -118,5 +134,6 @@ def inspect_checkpoint(ckpt: Checkpoint, *, sections: tuple[str, ...] = (), stat
     locations = sorted({t.storage.location for t in everything})
     return InspectReport(path=ckpt.path, format=ckpt.format, layout=ckpt.layout,
                          file_size=ckpt.file_size, sections=reports, meta=ckpt.meta,
-                         globals=ckpt.globals, findings=ckpt.findings, tensor_count=len(everything),
+                         globals=ckpt.globals, findings=ckpt.findings,
+                         tensor_count=len(everything) + len(composites),
                          parameter_count=params, bytes_by_dtype=dict(by_dtype), locations=locations)

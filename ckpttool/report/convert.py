@@ -39,6 +39,9 @@ def render_convert(result: ConvertResult) -> list[Any]:
     if result.views:
         shown = ", ".join(f"{v} ⊂ {o}" for v, o in list(result.views.items())[:3])
         out.append(f"  views  {len(result.views)} stored inside the tensor they view (recorded as views): {shown}")
+    if result.excluded:
+        shown = ", ".join(result.excluded[:5]) + (" …" if len(result.excluded) > 5 else "")
+        out.append(f"  excluded {len(result.excluded)} by --drop: {shown}")
     for change in result.changes:
         out.append(f"  sanitized {change.path}: {change.was} → {change.now}")
     for note in result.notes:

@@ -12,9 +12,9 @@ from ckpttool.ops.diff.result import DiffResult, GroupRow, SectionDiff, TensorDi
 __all__ = ["render_diff"]
 
 _STATUS_STYLE = {"identical": "dim", "close": "cyan", "changed": "yellow", "shape": "red", "only_a": "magenta",
-                 "only_b": "magenta"}
+                 "only_b": "magenta", "not_compared": "red"}
 _STATUS_LABEL = {"identical": "identical", "close": "≈ tol", "changed": "changed", "shape": "shape",
-                 "only_a": "only A", "only_b": "only B"}
+                 "only_a": "only A", "only_b": "only B", "not_compared": "not compared"}
 _KIND_LABEL = {"parameter": "param", "buffer": "buffer", "tensor": "tensor"}
 
 

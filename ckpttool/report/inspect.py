@@ -59,7 +59,8 @@ def _module_tree(section: SectionReport, depth: int) -> Any:
 
     assert section.tensors is not None
     sd = section.tensors
-    title = (f"[bold]{section.kind}[/bold] ← {section.source or '<root>'}: {len(sd)} tensors, "
+    title = (f"[bold]{section.kind}[/bold] ← {section.source or '<root>'}: "
+             f"{len(sd) + len(sd.composites)} tensors, "
              f"{human_count(sd.numel)} elements, {human_bytes(sd.nbytes)}")
     root = Tree(title)
     nodes: dict[str, tuple[Any, list[int]]] = {"": (root, [0])}
@@ -97,7 +98,27 @@ def _module_tree(section: SectionReport, depth: int) -> Any:
     for prefix, n in hidden.items():
         node = nodes[prefix][0]
         node.label = f"{node.label}  [dim]({n} tensors below; --depth to expand)[/dim]"
+    if sd.composites:
+        _composite_branch(root, sd)
     return root
+
+
+def _composite_branch(root: Any, sd: Any) -> None:
+    """The entries that are not plain tensors, each with its state and inner tensors."""
+    from ckpttool.io.tensor_findings import KIND_WORDS
+
+    branch = root.add(f"[bold]{len(sd.composites)} not plain[/bold] (quantized, sparse, nested, subclasses)")
+    for key, entry in sd.composites.items():
+        shape = list(entry.shape) if entry.shape is not None else "ragged" if entry.kind == "nested" else "?"
+        flag = "" if entry.decoded else "  [yellow]not decoded[/yellow]"
+        params = ", ".join(f"{k}={v}" for k, v in entry.params.items()
+                           if k not in ("state", "args") and v is not None)
+        node = branch.add(f"{key}  {entry.dtype} {shape}  [magenta]{KIND_WORDS.get(entry.kind, entry.kind)}"
+                          f"[/magenta]{flag}  [dim]{params}[/dim]")
+        for name, part in entry.parts.items():
+            node.add(f"[dim]{name}  {part.dtype} {list(part.shape)}  {human_bytes(part.nbytes)}[/dim]")
+        if entry.note:
+            node.add(f"[dim italic]{entry.note}[/dim italic]")
 
 
 def _summary_table(section: SectionReport) -> Any:
@@ -142,4 +163,7 @@ def render_keys(report: InspectReport) -> list[Any]:
             continue
         for key, t in section.tensors.items():
             table.add_row(section.kind, key, t.dtype, str(list(t.shape)), str(t.nbytes))
+        for key, entry in section.tensors.composites.items():
+            shape = list(entry.shape) if entry.shape is not None else "ragged" if entry.kind == "nested" else "?"
+            table.add_row(section.kind, key, f"{entry.dtype} ({entry.kind})", str(shape), str(entry.nbytes))
     return [table]

@@ -19,10 +19,11 @@ BENIGN = [
     ("typing", "Any", "data"), ("typing", "List", "data"), ("typing", "Optional", "data"),
     ("typing", "Dict", "data"), ("pathlib", "PosixPath", "data"), ("pathlib._local", "PosixPath", "data"),
     ("argparse", "Namespace", "data"),
-    ("torch.distributed.tensor", "DTensor", "stub"), ("torch.distributed.device_mesh", "DeviceMesh", "stub"),
-    ("torch.distributed.tensor.placement_types", "Shard", "stub"),
-    ("torch.distributed.tensor.placement_types", "Replicate", "stub"),
-    ("torch.distributed.tensor.placement_types", "Partial", "stub"),
+    # decoded by the reader (DTensor entries with their placements and mesh): data, not stand-ins
+    ("torch.distributed.tensor", "DTensor", "data"), ("torch.distributed.device_mesh", "DeviceMesh", "data"),
+    ("torch.distributed.tensor.placement_types", "Shard", "data"),
+    ("torch.distributed.tensor.placement_types", "Replicate", "data"),
+    ("torch.distributed.tensor.placement_types", "Partial", "data"),
     ("omegaconf.dictconfig", "DictConfig", "stub"), ("omegaconf.nodes", "AnyNode", "stub"),
 ]
 NEAR_MISSES = [

@@ -14,7 +14,7 @@ CASES = [
     ("torch.distributed.checkpoint.metadata", "Metadata", "data"),
     ("models.yolo", "Model", "stub"), ("torch.nn.modules.conv", "Conv2d", "stub"),
     ("ultralytics.nn.tasks", "DetectionModel", "stub"), ("mypkg.configs", "Outer.Inner", "stub"),
-    ("builtins", "ValueError", "stub"), ("torch._utils", "_rebuild_device_tensor_from_numpy", "stub"),
+    ("builtins", "ValueError", "stub"), ("torch._utils", "_rebuild_device_tensor_from_numpy", "data"),
     ("os", "system", "dangerous"), ("posix", "system", "dangerous"), ("nt", "system", "dangerous"),
     ("builtins", "eval", "dangerous"), ("builtins", "getattr", "dangerous"), ("__builtin__", "exec", "dangerous"),
     ("subprocess", "Popen", "dangerous"), ("runpy", "run_path", "dangerous"), ("pip", "main", "dangerous"),

@@ -23,7 +23,7 @@ from typing import Literal
 from ckpttool.dtypes import DTYPES
 from ckpttool.io.pickle.benign_globals import BENIGN_DATA_GLOBALS, BENIGN_STAND_INS
 
-__all__ = ["GlobalKind", "classify", "DATA_GLOBALS"]
+__all__ = ["GlobalKind", "classify", "DATA_GLOBALS", "TENSOR_TYPE_GLOBALS"]
 
 GlobalKind = Literal["data", "stub", "dangerous"]
 
@@ -32,6 +32,39 @@ _TORCH_DTYPE_NAMES = {d.name for d in DTYPES} | {
     "bits8", "bits16", "bits1x8", "bits2x4", "bits4x2",
 }
 _STORAGE_CLASSES = {d.storage_class for d in DTYPES if d.storage_class} | {"UntypedStorage"}
+
+# The classes and constants torch and torchao pickle for quantized, sparse and nested tensors,
+# DTensors and torchao's quantized weights: plain data, rebuilt by ``composite`` as tensors.
+TENSOR_TYPE_GLOBALS: frozenset[str] = frozenset(
+    {
+        "torch._utils._rebuild_qtensor", "torch._utils._rebuild_sparse_tensor",
+        "torch._utils._rebuild_nested_tensor", "torch._utils._rebuild_wrapper_subclass",
+        "torch.Tensor", "torch.per_tensor_affine", "torch.per_channel_affine",
+        "torch.per_tensor_symmetric", "torch.per_channel_symmetric",
+        "torch.per_channel_affine_float_qparams", "torch.sparse_csr", "torch.sparse_csc",
+        "torch.sparse_bsr", "torch.sparse_bsc", "torch.jagged",
+        "torch.nested._internal.nested_tensor.NestedTensor",
+        "torch.nested._internal.nested_tensor._rebuild_njt", "torch._dynamo.decorators._DimRange",
+        "torch.distributed.tensor.DTensor", "torch.distributed.tensor._api.DTensor",
+        "torch.distributed._tensor.api.DTensor",
+        "torch.distributed.tensor._dtensor_spec.DTensorSpec",
+        "torch.distributed.tensor._dtensor_spec.TensorMeta",
+        "torch.distributed.tensor._dtensor_spec.ShardOrderEntry",
+        "torch.distributed.tensor.placement_types.Shard",
+        "torch.distributed.tensor.placement_types.Replicate",
+        "torch.distributed.tensor.placement_types.Partial",
+        "torch.distributed.tensor.placement_types._StridedShard",
+        "torch.distributed.device_mesh.DeviceMesh",
+        "torch.distributed._mesh_layout._MeshLayout", "torch.distributed._mesh_layout._FlatLayout",
+        "torchao.quantization.Int8Tensor", "torchao.quantization.Float8Tensor",
+        "torchao.quantization.IntxUnpackedToInt8Tensor", "torchao.quantization.Int4Tensor",
+        "torchao.quantization.granularity.PerRow", "torchao.quantization.granularity.PerTensor",
+        "torchao.quantization.granularity.PerGroup", "torchao.quantization.granularity.PerAxis",
+        "torchao.quantization.quant_primitives.MappingType",
+        "torchao.quantization.quantize_.common.kernel_preference.KernelPreference",
+        "torchao.quantization.quantize_.workflows.int8.int8_tensor.QuantizeTensorToInt8Kwargs",
+    }
+)
 
 # Exact names whose effect the unpickler re-implements as pure code, or that are plain values.
 DATA_GLOBALS: frozenset[str] = frozenset(
@@ -86,6 +119,7 @@ DATA_GLOBALS: frozenset[str] = frozenset(
         "deepspeed.runtime.zero.config.ZeroStageEnum",
         "deepspeed.utils.tensor_fragment.fragment_address",
     }
+    | TENSOR_TYPE_GLOBALS
     | {f"torch.{name}" for name in _TORCH_DTYPE_NAMES}
     | {f"torch.{name}" for name in _STORAGE_CLASSES}
     | {f"torch.cuda.{name}" for name in _STORAGE_CLASSES}
@@ -203,7 +237,7 @@ def classify(module: str, name: str) -> GlobalKind:
         # a deny-list of them is always one advisory behind.
         return "dangerous"
     if fullname.startswith(("torch._utils._rebuild_", "torch._tensor._rebuild_")):
-        return "stub"
+        return "data"  # every rebuild function has a pure stand-in (an opaque tensor if unknown)
     for prefix in _DANGEROUS_PREFIXES:
         if fullname == prefix or fullname.startswith(prefix + "."):
             return "dangerous"

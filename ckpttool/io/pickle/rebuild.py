@@ -1,7 +1,8 @@
 """Pure re-implementations of the allow-listed globals a checkpoint pickle may call.
 
 Each function takes the pickled arguments and returns an inert value: tensors become
-``TensorRef``s over the storage the reader located, ``OrderedDict`` a ``PickledDict``, numpy
+``TensorRef``s over the storage the reader located (``CompositeTensor``s: see ``composite``),
+``OrderedDict`` a ``PickledDict``, numpy
 scalars Python numbers. Arguments are validated with Python integers (sizes, strides, offsets)
 so a hostile file cannot make a view reach outside its storage.
 """
@@ -14,7 +15,10 @@ from typing import Any
 
 from ckpttool.dtypes import by_name, by_storage_class
 from ckpttool.errors import CorruptPickle
-from ckpttool.model import GlobalRef, PickledDict, Storage, Stub, TensorRef
+from ckpttool.io.pickle.composite import COMPOSITE_IMPLS, is_rebuild_name, unknown_rebuild
+from ckpttool.io.pickle.strided import ints as _ints
+from ckpttool.io.pickle.strided import strided_tensor as _tensor
+from ckpttool.model import CompositeTensor, GlobalRef, PickledDict, Storage, Stub, TensorRef
 
 __all__ = ["call_global", "dtype_of_global"]
 
@@ -27,46 +31,6 @@ def dtype_of_global(ref: Any) -> str | None:
     if d is None:
         d = by_storage_class(ref.name)
     return d.name if d else None
-
-
-def _ints(value: Any, what: str) -> tuple[int, ...]:
-    """Sizes or strides: at most 64 non-negative Python ints."""
-    if type(value) is not tuple:
-        if not isinstance(value, tuple | list):
-            raise CorruptPickle(f"tensor {what} must be a tuple of integers")
-        value = tuple(value)
-    if len(value) > 64:
-        raise CorruptPickle(f"tensor has {len(value)} dimensions")
-    for v in value:
-        if type(v) is not int or v < 0:
-            raise CorruptPickle(f"tensor {what} must be non-negative integers")
-    return value
-
-
-def _tensor(storage: Any, offset: Any, size: Any, stride: Any, dtype: str | None = None,
-            requires_grad: Any = False) -> TensorRef:
-    if not isinstance(storage, Storage):
-        raise CorruptPickle("tensor rebuilt from something that is not a storage")
-    shape, strides = _ints(size, "size"), _ints(stride, "stride")
-    if type(offset) is not int or offset < 0 or len(shape) != len(strides):
-        raise CorruptPickle("tensor offset or stride is invalid")
-    dtype = dtype or storage.dtype
-    d = by_name(dtype)
-    if d is None:
-        raise CorruptPickle(f"unknown dtype {dtype!r}")
-    numel = 1
-    for s in shape:
-        numel *= s
-    if numel:
-        last = offset
-        for n, st in zip(shape, strides):
-            last += (n - 1) * st
-        if (last + 1) * d.itemsize > storage.nbytes:
-            raise CorruptPickle(
-                f"a tensor view of {shape} reaches byte {(last + 1) * d.itemsize} of a "
-                f"{storage.nbytes}-byte storage")
-    return TensorRef(dtype=d.name, shape=shape, stride=strides, storage=storage,
-                     storage_offset=offset, requires_grad=requires_grad is True)
 
 
 def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_: Any) -> TensorRef:
@@ -92,6 +56,8 @@ def _rebuild_parameter(data: Any, requires_grad: Any = True, _hooks: Any = None,
     if isinstance(data, TensorRef):
         data.is_parameter = True
         data.requires_grad = requires_grad is True
+    elif isinstance(data, CompositeTensor):
+        data.params["parameter"] = True
     return data
 
 
@@ -100,14 +66,6 @@ def _rebuild_meta(dtype: Any, size: Any, stride: Any, requires_grad: Any = False
     shape = _ints(size, "size")
     storage = Storage(key="meta", dtype=name, nbytes=0, location="meta", source=None)
     return TensorRef(dtype=name, shape=shape, stride=_ints(stride, "stride"), storage=storage)
-
-
-def _rebuild_from_type_v2(func: Any, _new_type: Any, args: Any, state: Any = None) -> Any:
-    if not isinstance(args, tuple):
-        raise CorruptPickle("_rebuild_from_type_v2 arguments must be a tuple")
-    if isinstance(func, GlobalRef) and func.fullname in _IMPLS:
-        return call_global(func.fullname, args, {})
-    return Stub(getattr(func, "fullname", "torch._tensor._rebuild_from_type_v2"), args)
 
 
 def _ordered_dict(*args: Any) -> PickledDict:
@@ -234,7 +192,6 @@ _IMPLS: dict[str, Callable[..., Any]] = {
     "torch._utils._rebuild_parameter": _rebuild_parameter,
     "torch._utils._rebuild_parameter_with_state": _rebuild_parameter,
     "torch._utils._rebuild_meta_tensor_no_storage": _rebuild_meta,
-    "torch._tensor._rebuild_from_type_v2": _rebuild_from_type_v2,
     "torch.nn.parameter.Parameter": _rebuild_parameter,
     "collections.OrderedDict": _ordered_dict,
     "_codecs.encode": _codecs_encode,
@@ -255,6 +212,7 @@ _IMPLS: dict[str, Callable[..., Any]] = {
     "numpy._core.multiarray.scalar": _numpy_scalar,
     "pathlib.Path": _path, "pathlib.PosixPath": _path, "pathlib.WindowsPath": _path,
     "pathlib.PurePosixPath": _path, "pathlib.PureWindowsPath": _path,
+    **COMPOSITE_IMPLS,
 }
 
 
@@ -266,6 +224,8 @@ def call_global(fullname: str, args: tuple[Any, ...], kwargs: dict[str, Any]) ->
     """
     impl = _IMPLS.get(fullname)
     if impl is None:
+        if is_rebuild_name(fullname):  # a tensor all the same: listed as one, never a bare stub
+            return unknown_rebuild(fullname, args)
         return Stub(fullname, args)
     try:
         return impl(*args, **kwargs)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ckpttool.errors import CkptError, OutputRefused, UsageError
+from ckpttool.io.tensor_findings import refuse_composites
 from ckpttool.io.write.atomic import check_target, commit, temporary_output
 from ckpttool.io.write.pickle_writer import Transform
 from ckpttool.io.write.safetensors import write_safetensors
@@ -96,6 +97,11 @@ def write_checkpoint(tree: Any, output: Path, *, inputs: Sequence[Path] = (), fo
         tree = _as_dict(tree)
     if kind == "safetensors" and not isinstance(tree, dict):
         raise OutputRefused("safetensors holds a flat mapping of names to tensors", path=output)
+    try:  # the one check, before anything is written, that no tensor would be dropped or altered
+        refuse_composites(tree, "a safetensors file" if kind == "safetensors" else "a torch file written by ckpttool")
+    except CkptError as exc:
+        exc.path = output
+        raise
     with temporary_output(output) as (tmp, sink):
         try:
             if kind == "safetensors":

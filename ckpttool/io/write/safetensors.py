@@ -3,7 +3,8 @@
 Tensors are laid out widest element type first (a stable sort, so keys of one width keep their
 order) so that every tensor starts at an offset aligned to its element size, as the safetensors
 library itself arranges them. Strided views are written contiguous. Dtypes the format has no code
-for (complex32, quantized types) are refused with a message that says what to do instead.
+for (complex32, complex128, quantized types) are refused, all named in one message that says what
+to do instead.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ def safetensors_layout(tensors: Mapping[str, Any]) -> dict[str, TensorRef]:
     """The tensors as ``TensorRef``s in file order, refusing what safetensors cannot hold."""
     adapt = TensorAdapter()
     refs: dict[str, TensorRef] = {}
+    lacking = [(k, v.dtype) for k, v in tensors.items() if isinstance(v, TensorRef)
+               and (by_name(v.dtype) is None or by_name(v.dtype).safetensors is None)]  # type: ignore[union-attr]
+    if lacking:
+        names = ", ".join(f"{k!r} ({d})" for k, d in lacking[:8]) + (" …" if len(lacking) > 8 else "")
+        raise OutputRefused(f"safetensors has no type for {names}",
+                            hint="convert them with --dtype, exclude them with --drop, or write a torch (.pt) file")
     for key, value in tensors.items():
         if not isinstance(key, str):
             raise OutputRefused(f"safetensors keys must be strings, not {key!r}")

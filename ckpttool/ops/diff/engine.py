@@ -7,6 +7,7 @@ from typing import Protocol
 
 from ckpttool.model import Checkpoint, TensorRef
 from ckpttool.ops.diff.align import AlignedKeys, Alignment, align_keys
+from ckpttool.ops.diff.composite import compare_composite
 from ckpttool.ops.diff.group import group_entries
 from ckpttool.ops.diff.meta import compare_plain
 from ckpttool.ops.diff.result import DiffResult, SectionDiff, TensorDiff
@@ -56,12 +57,15 @@ class _Pair:
 
 def _pairs(va: SideView, vb: SideView, alignment: Alignment) -> tuple[list[_Pair], AlignedKeys, int]:
     """Aligned names in A's order then B's leftovers, A's alignment outcome, and how many keys were renamed."""
+    keys_a = [*va.tensors, *(k for k in va.composites if k not in va.tensors)]  # composites renamed alike
+    keys_b = [*vb.tensors, *(k for k in vb.composites if k not in vb.tensors)]
     if va.aligns or vb.aligns:
         shapes = {k: t.shape for k, t in va.tensors.items()}
-        al_a = align_keys(list(va.tensors), alignment, side="a", shapes=shapes)
-        map_b = align_keys(list(vb.tensors), alignment, side="b").names
+        shapes.update({k: c.shape for k, c in va.composites.items() if c.shape is not None})
+        al_a = align_keys(keys_a, alignment, side="a", shapes=shapes)
+        map_b = align_keys(keys_b, alignment, side="b").names
     else:
-        al_a, map_b = AlignedKeys(names={k: k for k in va.tensors}), {k: k for k in vb.tensors}
+        al_a, map_b = AlignedKeys(names={k: k for k in keys_a}), {k: k for k in keys_b}
     map_a = al_a.names
     renamed = sum(new != old for new, old in map_a.items()) + sum(new != old for new, old in map_b.items())
     pairs = [_Pair(new, old, map_b.get(new)) for new, old in map_a.items()]
@@ -86,12 +90,36 @@ def _compare(pair: _Pair, ta: TensorRef | None, tb: TensorRef | None, kind: str,
     return entry
 
 
+def _compare_entries(pair: _Pair, a: SideView, b: SideView, kind: str, options: DiffOptions,
+                     comparer: ByteComparer) -> TensorDiff:
+    """A composite entry (quantized, DTensor...) against its namesake, or against a plain tensor."""
+    ca = a.composites.get(pair.key_a) if pair.key_a else None
+    cb = b.composites.get(pair.key_b) if pair.key_b else None
+    key_a = pair.key_a if pair.key_a != pair.key else None
+    if ca is not None and cb is not None:
+        return compare_composite(pair.key, ca, cb, kind, options.rtol, options.atol, comparer, key_a=key_a)
+    present = ca or cb
+    assert present is not None
+    other = (b.tensors.get(pair.key_b) if pair.key_b else None) if ca is not None else \
+        (a.tensors.get(pair.key_a) if pair.key_a else None)
+    if other is None:
+        return TensorDiff(pair.key, "only_a" if ca is not None else "only_b", kind,
+                          dtype_a=ca.dtype if ca else None, dtype_b=cb.dtype if cb else None,
+                          shape_a=ca.shape if ca else None, shape_b=cb.shape if cb else None,
+                          entry_type=present.kind, key_a=key_a)
+    return TensorDiff(pair.key, "shape", kind, ca.dtype if ca else other.dtype, cb.dtype if cb else other.dtype,
+                      ca.shape if ca else other.shape, cb.shape if cb else other.shape,
+                      entry_type=f"{ca.kind if ca else 'plain'}/{cb.kind if cb else 'plain'}",
+                      note="a plain tensor on one side, a composite tensor on the other")
+
+
 @dataclass(slots=True)
 class _Planned:
     result: SectionDiff
     a: SideView
     b: SideView
     work: list[tuple[_Pair, TensorRef | None, TensorRef | None]]
+    composite_work: list[_Pair] = field(default_factory=list)
 
 
 def _plan_section(a: Checkpoint, b: Checkpoint, name: str, options: DiffOptions, required: bool) -> _Planned:
@@ -101,13 +129,15 @@ def _plan_section(a: Checkpoint, b: Checkpoint, name: str, options: DiffOptions,
                          missing="a" if not va.present else "b" if not vb.present else None)
     pairs, aligned, result.renamed = _pairs(va, vb, options.alignment)
     result.dropped, result.findings = aligned.dropped, aligned.findings
-    skip = frozenset(va.tensors) | frozenset(vb.tensors)
+    skip = frozenset(va.tensors) | frozenset(vb.tensors) | frozenset(va.composites) | frozenset(vb.composites)
     if va.present and vb.present:  # a missing section is reported as such, not as a root-level change
         result.meta_changed = compare_plain(va.plain, vb.plain, skip)
+    # a pair with a composite on either side (plain on the other included) is compared as a composite
+    composite_work = [p for p in pairs if p.key_a in va.composites or p.key_b in vb.composites]
     work = [(p, va.tensors.get(p.key_a) if p.key_a else None, vb.tensors.get(p.key_b) if p.key_b else None)
-            for p in pairs]
+            for p in pairs if not (p.key_a in va.composites or p.key_b in vb.composites)]
     result.kinds_known = any(v.state_dict is not None and v.state_dict.parameters is not None for v in (va, vb))
-    return _Planned(result, va, vb, work)
+    return _Planned(result, va, vb, work, composite_work)
 
 
 def diff_checkpoints(a: Checkpoint, b: Checkpoint, options: DiffOptions | None = None,
@@ -140,6 +170,9 @@ def diff_checkpoints(a: Checkpoint, b: Checkpoint, options: DiffOptions | None =
             for pair, ta, tb in p.work:
                 kind, _ = kind_of(pair.key_a, pair.key_b, p.a, p.b)
                 p.result.entries.append(_compare(pair, ta, tb, kind, options, progress, comparer))
+            for pair in p.composite_work:
+                kind, _ = kind_of(pair.key_a, pair.key_b, p.a, p.b)
+                p.result.entries.append(_compare_entries(pair, p.a, p.b, kind, options, comparer))
             sections.append(p.result)
     finally:
         comparer.close()

@@ -8,7 +8,7 @@ from ckpttool.ops.diff.result import GroupRow, TensorDiff
 
 __all__ = ["module_of", "group_entries"]
 
-_STATUSES = ("identical", "close", "changed", "shape", "only_a", "only_b")
+_STATUSES = ("identical", "close", "changed", "shape", "only_a", "only_b", "not_compared")
 
 
 def module_of(key: str, depth: int) -> str:

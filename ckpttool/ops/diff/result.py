@@ -10,7 +10,7 @@ from ckpttool.numeric import DiffStats
 
 __all__ = ["TensorDiff", "MetaChange", "SectionDiff", "DiffResult", "RuleOutcome", "GroupRow", "Status"]
 
-Status = Literal["identical", "close", "changed", "shape", "only_a", "only_b"]
+Status = Literal["identical", "close", "changed", "shape", "only_a", "only_b", "not_compared"]
 _ABSENT = "<absent>"
 
 
@@ -19,7 +19,10 @@ class TensorDiff:
     """One key after alignment: where it is, what kind of tensor, and how A and B compare.
 
     ``status``: ``identical`` (same bytes), ``close`` (different bytes, every element within
-    rtol/atol), ``changed``, ``shape`` (shapes differ, values not compared), ``only_a``/``only_b``.
+    rtol/atol), ``changed``, ``shape`` (shapes differ, values not compared), ``only_a``/``only_b``,
+    ``not_compared`` (an entry ckpttool cannot compare: never counted as equal). ``entry_type`` is
+    set for entries that are not plain tensors (``quantized``, ``dtensor``...), with the names of
+    the inner tensors that differ and whether their state (scale, placements...) differs.
     ``key_a`` is A's own name when alignment renamed it.
     """
 
@@ -32,6 +35,10 @@ class TensorDiff:
     shape_b: tuple[int, ...] | None = None
     stats: DiffStats | None = None
     key_a: str | None = None
+    entry_type: str | None = None
+    parts_changed: list[str] | None = None
+    params_changed: bool = False
+    note: str = ""
 
     @property
     def dtype_changed(self) -> bool:
@@ -60,6 +67,12 @@ class TensorDiff:
             out["shape_b"] = list(self.shape_b)
         if self.stats is not None:
             out.update(self.stats.to_dict())
+        if self.entry_type is not None:
+            out["type"] = self.entry_type
+            out["parts_changed"] = list(self.parts_changed or [])
+            out["state_changed"] = self.params_changed
+        if self.note:
+            out["note"] = self.note
         return out
 
 
@@ -101,7 +114,7 @@ class SectionDiff:
         return [e for e in self.entries if e.status in statuses]
 
     def tensors_equal(self, ignore_dtype: bool = False) -> bool:
-        if any(e.status in ("changed", "shape", "only_a", "only_b") for e in self.entries):
+        if any(e.status in ("changed", "shape", "only_a", "only_b", "not_compared") for e in self.entries):
             return False
         return ignore_dtype or not any(e.dtype_changed for e in self.entries)
 
@@ -128,7 +141,8 @@ class SectionDiff:
                 parts.append(f"{kind}s equal within tolerance ({close} not bit-identical)")
             else:
                 parts.append(f"{kind}s unchanged")
-        for status, label in (("shape", "changed shape"), ("only_a", "only in A"), ("only_b", "only in B")):
+        for status, label in (("shape", "changed shape"), ("only_a", "only in A"), ("only_b", "only in B"),
+                              ("not_compared", "not compared")):
             n = sum(e.status == status for e in self.entries)
             if n:
                 parts.append(f"{n} {label}")
@@ -152,6 +166,8 @@ class SectionDiff:
             "value_changed": [_value_dict(x) for x in e if x.status == "changed"],
             "within_tolerance": [_value_dict(x) for x in e if x.status == "close"],
             "identical": [x.key for x in e if x.status == "identical"],
+            "not_compared": [{"key": x.key, "type": x.entry_type, "note": x.note} for x in e
+                             if x.status == "not_compared"],
             "meta_changed": [m.to_dict() for m in self.meta_changed],
             "renamed": self.renamed,
             "dropped_by_rules": list(self.dropped),
@@ -167,11 +183,15 @@ def _value_dict(x: TensorDiff) -> dict[str, Any]:
         out["key_a"] = x.key_a
     if x.stats is not None:
         out.update(x.stats.to_dict())
+    if x.entry_type is not None:
+        out.update(type=x.entry_type, parts_changed=list(x.parts_changed or []), state_changed=x.params_changed)
+        if x.note:
+            out["note"] = x.note
     return out
 
 
 def _counts(entries: list[TensorDiff]) -> dict[str, int]:
-    counts = {s: 0 for s in ("identical", "close", "changed", "shape", "only_a", "only_b")}
+    counts = {s: 0 for s in ("identical", "close", "changed", "shape", "only_a", "only_b", "not_compared")}
     for e in entries:
         counts[e.status] += 1
     counts["dtype_changed"] = sum(e.dtype_changed for e in entries)
@@ -208,7 +228,8 @@ class GroupRow:
 
     @property
     def changed(self) -> bool:
-        return any(self.counts[s] for s in ("changed", "shape", "only_a", "only_b", "dtype_changed"))
+        return any(self.counts.get(s) for s in ("changed", "shape", "only_a", "only_b", "dtype_changed",
+                                                "not_compared"))
 
     def to_dict(self) -> dict[str, Any]:
         return {"group": self.group, "tensors": self.tensors, **self.counts, "max_abs": self.max_abs,
@@ -245,7 +266,7 @@ class DiffResult:
         qualify = self.section == "all"
         merged: dict[str, list[Any]] = {k: [] for k in (
             "only_in_a", "only_in_b", "shape_changed", "dtype_changed", "value_changed", "within_tolerance",
-            "identical", "meta_changed")}
+            "identical", "not_compared", "meta_changed")}
         for s in self.sections:
             part = s.to_dict()
             for name, items in merged.items():

@@ -40,7 +40,7 @@ class FailRule:
 
     def breaks(self, entry: TensorDiff) -> bool:
         """True when ``entry`` fails this rule (assumes the key matched)."""
-        if entry.status in ("only_a", "only_b", "shape"):
+        if entry.status in ("only_a", "only_b", "shape", "not_compared"):
             return True
         measured = entry.metric(self.metric)
         if measured is None or math.isnan(measured):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ckpttool.errors import SectionNotFound
-from ckpttool.model import SECTION_KINDS, Checkpoint, StateDict, TensorRef
+from ckpttool.model import SECTION_KINDS, Checkpoint, CompositeTensor, StateDict, TensorRef
 from ckpttool.modules import is_buffer_name
 from ckpttool.ops.diff.meta import split_tree
 
@@ -29,6 +29,7 @@ class SideView:
 
     source: str | None
     tensors: dict[str, TensorRef] = field(default_factory=dict)
+    composites: dict[str, CompositeTensor] = field(default_factory=dict)
     state_dict: StateDict | None = None
     plain: Any = None
     present: bool = True
@@ -45,7 +46,8 @@ def view_of(ckpt: Checkpoint, name: str, *, required: bool = True) -> SideView:
         return SideView(source="", plain=dict(ckpt.meta))
     if name == "model" and _whole_tree(ckpt):
         tensors, plain = split_tree(ckpt.tree)
-        return SideView(source="<whole file>", tensors=tensors, plain=_drop_tensors(plain, tensors), aligns=True)
+        return SideView(source="<whole file>", tensors=tensors, plain=_drop_tensors(plain, tensors), aligns=True,
+                        composites=_composites(ckpt.tree))
     section = ckpt.sections.get(name)
     if section is None and name == "model" and "ema" in ckpt.sections:
         # A file that holds only averaged weights (AveragedModel, an extracted EMA): its weights are
@@ -64,9 +66,17 @@ def view_of(ckpt: Checkpoint, name: str, *, required: bool = True) -> SideView:
         from ckpttool.jsonable import to_jsonable
 
         return SideView(source=section.source, tensors=dict(sd.tensors), state_dict=sd,
-                        plain=to_jsonable(sd.extras) if sd.extras else {}, aligns=True)
+                        plain=to_jsonable(sd.extras) if sd.extras else {}, aligns=True,
+                        composites=dict(sd.composites))
     tensors, plain = split_tree(section.value)
-    return SideView(source=section.source, tensors=tensors, plain=_drop_tensors(plain, tensors))
+    return SideView(source=section.source, tensors=tensors, plain=_drop_tensors(plain, tensors),
+                    composites=_composites(section.value))
+
+
+def _composites(tree: Any) -> dict[str, CompositeTensor]:
+    from ckpttool.io.tensor_findings import composite_entries
+
+    return dict(composite_entries(tree))
 
 
 def _drop_tensors(plain: Any, tensors: dict[str, TensorRef]) -> Any:

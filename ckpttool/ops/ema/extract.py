@@ -169,6 +169,9 @@ def _write(ckpt: Checkpoint, result: EmaResult, weights: dict[str, Any], strip_o
     from ckpttool.io.write.checkpoint import write_checkpoint
 
     assert result.output is not None
+    from ckpttool.ops.entries import writable_tensors
+
+    writable_tensors(result.candidate.ema, target="the extracted weights")  # no entry left out silently
     if result.dtype is not None:
         weights = _cast(weights, result.dtype)
     tree: dict[str, Any] = weights
@@ -187,4 +190,4 @@ def ema_state_dict(ckpt: Checkpoint, source: str | None = None) -> StateDict:
     """The EMA of ``ckpt`` under the model's keys, buffers filled from the model (library helper)."""
     cand = select(ckpt, source)
     weights, _ = assemble(cand.ema, cand.model, cand.scope)
-    return StateDict(weights)
+    return StateDict(weights, composites=dict(cand.ema.composites))
