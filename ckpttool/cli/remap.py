@@ -24,6 +24,8 @@ from ckpttool.cli.common import emit_json, input_path, json_option, print_render
 @click.option("--model", metavar="MODULE:CALLABLE", help="Align to this model (built on the meta device).")
 @click.option("--strict", is_flag=True, help="Ambiguities, leftovers and missing keys are errors.")
 @click.option("--drop-optimizer", is_flag=True, help="Leave the optimizer state out of the output.")
+@click.option("--sanitize", is_flag=True, help="Write pickled modules and other objects as plain data "
+              "(weights_only-loadable) instead of keeping them as they were.")
 @click.option("--dry-run", is_flag=True, help="Show the mapping; write nothing.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--quiet", is_flag=True, help="Hide unchanged keys in the mapping table.")
@@ -31,7 +33,7 @@ from ckpttool.cli.common import emit_json, input_path, json_option, print_render
 def command(src: Path, output: Path | None, strip_prefix: tuple[str, ...], add_prefix: tuple[str, ...],
             maps: tuple[str, ...], rules_file: Path | None, presets: tuple[str, ...], to: str | None,
             layout: Path | None, like: Path | None, model: str | None, strict: bool, drop_optimizer: bool,
-            dry_run: bool, force: bool, quiet: bool, as_json: bool) -> int:
+            sanitize: bool, dry_run: bool, force: bool, quiet: bool, as_json: bool) -> int:
     """Rename the model keys of SRC (every section holding them, and the optimizer state) and write OUTPUT.
 
     Rules run in order: --preset, --strip-prefix, --add-prefix, --map, --rules; then --to with a
@@ -51,7 +53,7 @@ def command(src: Path, output: Path | None, strip_prefix: tuple[str, ...], add_p
 
     opts = RemapOptions(strip_prefix=list(strip_prefix), add_prefix=list(add_prefix), maps=list(maps),
                         rules_file=rules_file, presets=list(presets), to=to, layout=layout, like=like,
-                        model=model, strict=strict, drop_optimizer=drop_optimizer)
+                        model=model, strict=strict, drop_optimizer=drop_optimizer, sanitize=sanitize)
     result = remap(src, opts, output, dry_run=dry_run, force=force)
     if as_json:
         emit_json(result.to_dict())

@@ -1,11 +1,13 @@
 """Run in a child process: load two checkpoints with ``torch.load(weights_only=False)`` and compare.
 
-Usage: ``python compare_trees.py ORIGINAL REWRITTEN RENAMES_JSON``. ``RENAMES_JSON`` maps old dotted
-module paths to new ones (``{"conv1": "stem"}``). Dict keys and the names of a module's children,
-parameters and buffers are compared after those renames; everything else must be equal and of the
-same type: tensors (dtype, shape, stride, requires_grad, class, bytes), numpy arrays, objects of
-foreign classes (class and ``__dict__``), functions and methods (identity). Prints one JSON
-document: ``{"problems": [...], "nodes": N, "types": [...]}``.
+Usage: ``python compare_trees.py ORIGINAL REWRITTEN RENAMES_JSON [LEAVE_OUT_JSON]``.
+``RENAMES_JSON`` maps old dotted module paths to new ones (``{"conv1": "stem"}``); ``LEAVE_OUT_JSON``
+lists top-level keys the rewrite was meant to change (left out of both trees, which must both have
+them). Dict keys and the names of a module's children, parameters and buffers are compared after
+the renames; everything else must be equal and of the same type: tensors (dtype, shape, stride,
+requires_grad, class, bytes), numpy arrays, objects of foreign classes (class and ``__dict__``),
+functions and methods (equality). Prints one JSON document: ``{"problems": [...], "nodes": N,
+"types": [...]}``.
 """
 
 from __future__ import annotations
@@ -132,9 +134,16 @@ class Compare:
 
 def main() -> None:
     original, rewritten, renames = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    leave_out = json.loads(sys.argv[4]) if len(sys.argv) > 4 else []
     a = torch.load(original, weights_only=False, map_location="cpu")
     b = torch.load(rewritten, weights_only=False, map_location="cpu")
     cmp = Compare(renames)
+    if leave_out:
+        missing = [k for k in leave_out if k not in a or k not in b]
+        if missing:
+            cmp.fail("", f"left-out keys missing: {missing}")
+        a = {k: v for k, v in a.items() if k not in leave_out}
+        b = {k: v for k, v in b.items() if k not in leave_out}
     cmp.same(a, b, "")
     print(json.dumps({"problems": cmp.problems[:40], "nodes": cmp.nodes, "types": sorted(cmp.types)}))
 

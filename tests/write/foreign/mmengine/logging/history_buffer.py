@@ -1,15 +1,19 @@
-"""mmengine's ``HistoryBuffer``: the message hub pickles it and references to its statistics methods."""
+"""mmengine's ``HistoryBuffer``: the message hub pickles it, and its statistics methods bound to the class."""
 
 
 class HistoryBuffer:
-    def min(self):
-        return min(self._log_history)
+    @classmethod
+    def min(cls, buffer):
+        return min(buffer._log_history)
 
-    def max(self):
-        return max(self._log_history)
+    @classmethod
+    def max(cls, buffer):
+        return max(buffer._log_history)
 
-    def current(self):
-        return self._log_history[-1]
+    @classmethod
+    def current(cls, buffer):
+        return buffer._log_history[-1]
 
-    def mean(self):
-        return sum(self._log_history) / len(self._log_history)
+    @classmethod
+    def mean(cls, buffer):
+        return sum(buffer._log_history) / len(buffer._log_history)
