@@ -74,6 +74,7 @@ class SafeUnpickler(Opcodes):
         self._tuple_shape: dict[int, tuple[int, int]] = {}  # id -> (depth, logical size) of nested tuples
         self._keepalive: list[Any] = []
         self._unsafe_getattr = False  # getattr used other than as a method reference: it stays dangerous
+        self._method_stubs: list[Stub] = []
         self._budget = max(1_000_000, 4 * (len(self.data) - start))
         # Hashing a tuple walks all of its logical elements, and memo reuse makes a 2 KB tuple DAG
         # with 2^60 of them: every dict key and set member is charged its logical size.
@@ -198,7 +199,9 @@ class SafeUnpickler(Opcodes):
             if func.fullname in GETATTR:
                 if op == b"R" and kwargs is None and is_method_reference(func, args):
                     self.result.method_refs.append(f"{args[0].fullname}.{args[1]}")
-                    return Stub(func.fullname, args, origin=origin)
+                    ref = Stub(func.fullname, args, origin=origin)
+                    self._method_stubs.append(ref)
+                    return ref
                 self._unsafe_getattr = True
             return Stub(func.fullname, args, dangerous=kind == "dangerous", origin=origin)
         if isinstance(func, Stub):
@@ -214,6 +217,8 @@ class SafeUnpickler(Opcodes):
         keys = [k for k in self.result.kinds if f"{k[0]}.{k[1]}" in GETATTR]
         if self._unsafe_getattr or _holds_bare_getattr(self.result.value):
             self.result.method_refs.clear()
+            for ref in self._method_stubs:  # the file uses getattr to run code: none of its uses is re-emitted
+                ref.dangerous = True
             return
         for key in keys:
             self.result.kinds[key] = "stub"
