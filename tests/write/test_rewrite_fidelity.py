@@ -197,3 +197,50 @@ def test_lightning_hydra_hyper_parameters_survive_a_remap(tmp_path: Path) -> Non
     got = compare(src, out, {"net.0": "net.first"})
     assert got["problems"] == []
     assert "omegaconf.dictconfig.DictConfig" in got["types"]
+
+
+def _child_eval(path: Path, expression: str) -> str:
+    """``expression`` on ``ck = torch.load(path, weights_only=False)`` in a child with the foreign classes."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE / "foreign"), str(ROOT)]))
+    code = f"import sys, torch; ck = torch.load(sys.argv[1], weights_only=False); print({expression})"
+    run = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env,
+                         cwd=ROOT, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return run.stdout.strip()
+
+
+def test_convert_sanitize_writes_mmengine_as_weights_only_data(tmp_path: Path) -> None:
+    src, out = FIXTURES / "mmengine_epoch_2.pth", tmp_path / "clean.pth"
+    run = run_cli("convert", src, "-o", out, "--sanitize", "--json")
+    assert run.returncode == 0, run.stderr
+    sanitized = json.loads(run.stdout)["sanitized"]
+    hub = torch.load(out, weights_only=True)["message_hub"]
+    eta = hub["runtime_info"]["eta"]
+    assert type(eta) is float
+    assert repr(eta) == _child_eval(src, "repr(float(ck['message_hub']['runtime_info']['eta']))")
+    assert _child_eval(src, "type(ck['message_hub']['runtime_info']['eta']).__name__") == "float64"
+    refs = [c for c in sanitized if c["was"] == "builtins.getattr"]
+    assert len(refs) == 4 and all(c["now"] == "its name as a string" for c in refs)
+
+
+def test_values_the_reader_shows_as_plain_data_keep_their_class(tmp_path: Path) -> None:
+    import pathlib
+
+    import numpy as np
+
+    src = tmp_path / "values.pt"
+    torch.save({"shape": torch.Size([2, 3]), "best": np.float64(0.625), "n": np.int64(7),
+                "root": pathlib.PurePosixPath("runs/exp"), "device": torch.device("cpu"),
+                "w": torch.ones(2)}, src)
+    out = tmp_path / "copy.pt"
+    assert run_cli("convert", src, "-o", out).returncode == 0
+    got = compare(src, out)
+    assert got["problems"] == []
+    assert {"torch.Size", "numpy.float64", "numpy.int64", "pathlib.PurePosixPath", "torch.device"} <= set(got["types"])
+    clean = tmp_path / "clean.pt"
+    run = run_cli("convert", src, "-o", clean, "--sanitize", "--json")
+    assert run.returncode == 0, run.stderr
+    plain = torch.load(clean, weights_only=True)
+    assert {k: type(v) for k, v in plain.items() if k != "w"} == {
+        "shape": tuple, "best": float, "n": int, "root": str, "device": str}
+    assert plain["shape"] == (2, 3) and plain["best"] == 0.625 and plain["n"] == 7 and plain["root"] == "runs/exp"

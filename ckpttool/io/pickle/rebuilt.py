@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["RebuiltFloat", "RebuiltInt", "RebuiltStr", "RebuiltTuple", "REBUILT", "rebuilt", "LOSSY_CALLS"]
+__all__ = ["RebuiltFloat", "RebuiltInt", "RebuiltStr", "RebuiltTuple", "REBUILT", "rebuilt", "plain_value",
+           "LOSSY_CALLS"]
 
 # The allow-listed calls whose pure stand-in returns a plain value of another type than torch.load's.
 LOSSY_CALLS = frozenset({
@@ -56,3 +57,11 @@ def rebuilt(value: Any, origin: Any) -> Any:
     out = kind(value)
     out.origin = origin
     return out
+
+
+def plain_value(value: Any) -> Any:
+    """The plain float, int, str or tuple of a ``Rebuilt*`` value (what weights_only output holds)."""
+    kind = type(value)
+    if kind in REBUILT:
+        return kind.__mro__[1](value)
+    return value

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ckpttool.io.pickle.method_ref import is_method_stub
-from ckpttool.io.pickle.rebuilt import REBUILT
+from ckpttool.io.pickle.rebuilt import REBUILT, plain_value
 from ckpttool.model import GlobalRef, PickledDict, Stub, TensorRef
 from ckpttool.modules import is_module, module_state_dict
 
@@ -48,7 +48,7 @@ class Sanitizer:
 
     def __call__(self, obj: Any, path: tuple[Any, ...] | None) -> Any:
         if type(obj) in REBUILT:  # a numpy scalar, torch.Size, a path: its plain value
-            plain = type(obj).__mro__[1](obj)
+            plain = plain_value(obj)
             where = ".".join(str(p) for p in path) if path else "a key"
             self.changes.append(Change(where, obj.origin[1].fullname, f"{type(plain).__name__} {plain!r}"[:80]))
             return plain

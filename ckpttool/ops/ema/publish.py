@@ -16,6 +16,7 @@ from collections import OrderedDict
 from typing import Any
 
 from ckpttool.errors import UsageError
+from ckpttool.io.pickle.rebuilt import plain_value
 from ckpttool.model import Checkpoint, GlobalRef, Stub
 from ckpttool.module_rewrite import rewrite_module
 from ckpttool.modules import is_module, module_state_dict
@@ -123,7 +124,7 @@ def plain_copy(root: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             memo[id(value)] = copy
             stack += [(copy, i, v, join(path, i), depth + 1) for i, v in enumerate(value)]
         else:
-            copy = value.fullname if isinstance(value, GlobalRef) else value
+            copy = value.fullname if isinstance(value, GlobalRef) else plain_value(value)
         parent[key] = copy
     notes = [f"{len(paths)} {what} written as plain data: {', '.join(paths[:3])}"
              + (f" and {len(paths) - 3} more" if len(paths) > 3 else "") for what, paths in changed.items()]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ckpttool.errors import OutputRefused, ResourceLimit, UsageError
+from ckpttool.io.pickle.rebuilt import plain_value
 from ckpttool.model import GlobalRef, PickledDict, Stub
 from ckpttool.modules import is_module, module_state_dict
 from ckpttool.ops.resume.result import Check
@@ -139,7 +140,7 @@ def _leaf(obj: Any, notes: list[str]) -> Any:
     if isinstance(obj, GlobalRef):
         notes.append(f"reference to {obj.fullname} written as its name")
         return obj.fullname
-    return obj
+    return plain_value(obj)
 
 
 def _set_path(tree: Any, source: str, value: Any) -> None:
