@@ -139,6 +139,8 @@ def main() -> None:
     b = torch.load(rewritten, weights_only=False, map_location="cpu")
     cmp = Compare(renames)
     if leave_out:
+        if type(a) is not type(b):
+            cmp.fail("", f"type {type(a).__qualname__} became {type(b).__qualname__}")
         missing = [k for k in leave_out if k not in a or k not in b]
         if missing:
             cmp.fail("", f"left-out keys missing: {missing}")

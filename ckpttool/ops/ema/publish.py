@@ -17,7 +17,7 @@ from typing import Any
 
 from ckpttool.errors import UsageError
 from ckpttool.io.pickle.rebuilt import plain_value
-from ckpttool.model import Checkpoint, GlobalRef, Stub
+from ckpttool.model import Checkpoint, GlobalRef, PickledDict, Stub
 from ckpttool.module_rewrite import rewrite_module
 from ckpttool.modules import is_module, module_state_dict
 from ckpttool.tree import MAX_DEPTH, MAX_NODES, join
@@ -51,7 +51,11 @@ def publish_tree(ckpt: Checkpoint, weights: dict[str, Any], *, strip_optimizer: 
     if not isinstance(ckpt.tree, dict):
         raise UsageError("--into-checkpoint needs a training checkpoint (a dict at the top level)")
     key, drop = _target(ckpt)
-    tree = {k: v for k, v in ckpt.tree.items() if k not in drop}
+    tree: dict[str, Any] = {k: v for k, v in ckpt.tree.items() if k not in drop}
+    if isinstance(ckpt.tree, PickledDict) and not sanitize:  # an OrderedDict root stays one
+        kept = PickledDict(tree, ordered=ckpt.tree.ordered)
+        kept.attrs = dict(ckpt.tree.attrs)
+        tree = kept
     notes = [f"{key!r} replaced by the EMA weights"] + [f"{k!r} dropped (it would restore the raw weights)"
                                                         for k in drop if k in ckpt.tree]
     original = ckpt.tree.get(key)

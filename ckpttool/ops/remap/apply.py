@@ -120,6 +120,8 @@ def _new_state_dict(value: Any, sd: StateDict, p: RemapPlan, order: Sequence[str
     prefixes = _prefixes(value, sd)
     if not prefixes:
         return None
+    if isinstance(value, PickledDict):  # a plain dict stays plain, an OrderedDict ordered
+        out.ordered = value.ordered
     new_of = {pre + k: pre + fwd[k] for pre in prefixes for k in sd if k in fwd}
     model_keys = {pre + k for pre in prefixes for k in sd}
     for key, item in value.items():  # entries that are not the model's (n_averaged, steps) stay as they were
@@ -214,11 +216,12 @@ def apply_rules(ckpt: Checkpoint, rules: Sequence[Rule], model_plan: RemapPlan, 
         replace[id(node)] = new
         result.sections.append(SectionChange(kind, source, len(p.mapping), len(p.renamed), len(p.dropped)))
         if isinstance(node, Stub) and not isinstance(new, Stub):
+            why = ("it is a TorchScript module, whose code is not rewritten" if node.qualname.startswith("__torch__.")
+                   else "the renames move tensors under other modules, which the class cannot hold")
             result.findings.append(Finding(
                 "remap.pickled-module", "warn",
-                f"{source} was a pickled {node.qualname}; the renames move tensors under other modules, which "
-                "the class cannot hold, so it is written as its state_dict (the class and attributes outside "
-                "the state_dict are not kept)", where=source))
+                f"{source} was a pickled {node.qualname}; {why}, so it is written as its state_dict (the class "
+                "and attributes outside the state_dict are not kept)", where=source))
     model = ckpt.sections.get("model")
     for source, opt in _optimizers(ckpt):
         if drop_optimizer:
