@@ -103,6 +103,15 @@ def test_convert_torch_to_torch_keeps_the_mmengine_message_hub(tmp_path: Path) -
     assert got["problems"] == [] and "builtins.method" in got["types"]
 
 
+@pytest.mark.parametrize("name", ["timm_checkpoint.pth.tar", "ultralytics_last.pt", "model1_train.pt",
+                                  "gpu/cuda_amp_train.pt"])
+def test_convert_torch_to_torch_keeps_everything(tmp_path: Path, name: str) -> None:
+    src, out = FIXTURES / name, tmp_path / "copy.pt"
+    run = run_cli("convert", src, "-o", out)
+    assert run.returncode == 0, run.stderr
+    assert compare(src, out)["problems"] == []
+
+
 def test_extract_ema_into_checkpoint_keeps_the_pickled_model(tmp_path: Path) -> None:
     src, out = FIXTURES / "model1_train.pt", tmp_path / "publish.pt"
     assert run_cli("extract-ema", src, "-o", out, "--into-checkpoint").returncode == 0
@@ -143,6 +152,17 @@ def test_validate_resume_fix_keeps_everything_but_the_scheduler(tmp_path: Path) 
     fixed = torch.load(out, weights_only=False)
     assert fixed["scheduler"]["T_max"] != sched.state_dict()["T_max"]
     assert type(fixed["model"]) is BNModel and type(fixed["args"]) is argparse.Namespace
+    clean = tmp_path / "clean.pt"
+    run = run_cli("validate-resume", src, "--epochs", "30", "--fix", "-o", clean, "--sanitize", "--json")
+    assert run.returncode in (0, 1), run.stderr
+    plain = torch.load(clean, weights_only=True)
+    assert list(plain["model"]) == list(model.state_dict()) and plain["seen"] == {"a": 2, "b": 1}
+    assert plain["scheduler"]["T_max"] == fixed["scheduler"]["T_max"]
+
+
+def test_extract_ema_sanitize_needs_into_checkpoint(tmp_path: Path) -> None:
+    run = run_cli("extract-ema", FIXTURES / "model1_train.pt", "-o", tmp_path / "e.pt", "--sanitize")
+    assert run.returncode == 2 and "--into-checkpoint" in run.stderr and not (tmp_path / "e.pt").exists()
 
 
 def test_a_dangerous_global_is_refused_by_name_and_sanitize_removes_it(tmp_path: Path) -> None:
