@@ -24,12 +24,13 @@ __all__ = ["rewrite_module"]
 _SLOTS = ("_parameters", "_buffers")
 
 
-def _copy_dict(d: Any) -> Any:
+def _copy_dict(d: dict[Any, Any]) -> dict[Any, Any]:
+    """A shallow copy that stays a plain dict or an OrderedDict (with its attributes) as it was read."""
     if isinstance(d, PickledDict):
         out = PickledDict(d, ordered=d.ordered)
         out.attrs = dict(d.attrs)
         return out
-    return type(d)(d) if type(d) in (dict,) else PickledDict(d, ordered=True)
+    return dict(d)
 
 
 def _copy_tree(root: Stub) -> dict[str, Stub] | None:

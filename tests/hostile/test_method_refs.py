@@ -142,3 +142,4 @@ def _data_pkl(path: Path) -> bytes:
 def test_the_assembler_builds_what_pickle_reads() -> None:
     value = pickle.loads(pkl(_dict(a=uni("x"))))
     assert value == {"a": "x"}
+

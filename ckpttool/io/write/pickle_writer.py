@@ -128,6 +128,9 @@ class _Emitter:
         if full in self.globals:
             self.get(self.globals[full])
             return
+        if not full.isascii() or not (module + name).isprintable() or not module or not name:
+            # a name read from a hostile STACK_GLOBAL: a newline in it would inject opcodes into the output
+            raise OutputRefused(f"a pickled global has a name a checkpoint cannot hold: {module!r}.{name!r}")
         self.out += b"c" + full.encode("ascii")
         self.globals[full] = self.put()
 
