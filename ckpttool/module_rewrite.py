@@ -112,10 +112,15 @@ def rewrite_module(root: Stub, forward: Mapping[str, str],
     if by_path is None:
         return None
     old_keys = list(old_sd)
+    under: dict[str, list[str]] = {}  # module path (trailing dot) -> the state_dict keys below it
+    for key in old_keys:
+        parts = key.split(".")
+        for i in range(len(parts)):
+            under.setdefault(".".join(parts[:i]) + ("." if i else ""), []).append(key)
     moved: dict[str, str] = {}
     for path in sorted(by_path, key=len, reverse=True):  # deepest first: children before parents
         mod = by_path[path]
-        below = [k for k in old_keys if k.startswith(path)]
+        below = under.get(path, [])
         own = [k for k in below if "." not in k[len(path):]]
         new_path = _new_module_path(path, own, below, forward)
         if new_path is None:
