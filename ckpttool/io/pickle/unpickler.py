@@ -36,6 +36,8 @@ __all__ = ["PickleResult", "SafeUnpickler", "MAX_TUPLE_DEPTH"]
 MAX_TUPLE_DEPTH = 256
 # Allow-listed calls whose first argument's elements get hashed (set members, OrderedDict pairs).
 _HASHING_CALLS = frozenset({"set", "frozenset", "OrderedDict"})
+# Allow-listed calls that call their first argument while loading.
+_CALLS_FIRST_ARG = frozenset({"torch._tensor._rebuild_from_type_v2", "torch._tensor._rebuild_from_type"})
 
 @dataclass
 class PickleResult:
@@ -187,6 +189,8 @@ class SafeUnpickler(Opcodes):
             if kind == "data":
                 if func.name in _HASHING_CALLS and args and isinstance(args[0], list | tuple):
                     self._charge_hashes(args[0])
+                if func.fullname in _CALLS_FIRST_ARG and args and is_method_stub(args[0]):
+                    self._unsafe_getattr = True  # torch's rebuild helper calls it while loading
                 value = call_global(func.fullname, args, kwargs or {})
                 if isinstance(value, Stub):
                     if value.origin is None:
