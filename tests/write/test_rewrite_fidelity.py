@@ -128,6 +128,14 @@ def test_extract_ema_into_checkpoint_keeps_the_pickled_model(tmp_path: Path) -> 
     assert run.stdout.split()[0] == "Model1" and int(run.stdout.split()[1]) > 0
 
 
+def test_extract_ema_into_checkpoint_keeps_the_mmengine_message_hub(tmp_path: Path) -> None:
+    src, out = FIXTURES / "mmengine_epoch_2.pth", tmp_path / "publish.pth"
+    assert run_cli("extract-ema", src, "-o", out, "--into-checkpoint").returncode == 0
+    got = compare(src, out, leave_out=("state_dict", "ema_state_dict"))
+    assert got["problems"] == [] and "mmengine.logging.history_buffer.HistoryBuffer" in got["types"]
+    assert _child_eval(out, "sorted(ck)") == "['message_hub', 'meta', 'optimizer', 'param_schedulers', 'state_dict']"
+
+
 def test_validate_resume_fix_keeps_everything_but_the_scheduler(tmp_path: Path) -> None:
     import argparse
     import collections
