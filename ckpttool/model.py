@@ -218,18 +218,21 @@ class Stub:
 
     ``args`` are the constructor/reduce arguments, ``state`` what BUILD (``__setstate__``) gave,
     ``items``/``entries`` what APPENDS/SETITEMS added. ``dangerous`` marks stubs built from a
-    global that could run code.
+    global that could run code. ``origin`` is the call that built it as the pickle made it
+    (opcode, callable, arguments, keyword arguments), so a rewrite can emit it again unchanged.
     """
 
-    __slots__ = ("qualname", "args", "state", "items", "entries", "dangerous", "__weakref__")
+    __slots__ = ("qualname", "args", "state", "items", "entries", "dangerous", "origin", "__weakref__")
 
-    def __init__(self, qualname: str, args: tuple[Any, ...] = (), dangerous: bool = False) -> None:
+    def __init__(self, qualname: str, args: tuple[Any, ...] = (), dangerous: bool = False,
+                 origin: tuple[bytes, Any, tuple[Any, ...], dict[str, Any] | None] | None = None) -> None:
         self.qualname = qualname
         self.args = args
         self.state: Any = None
         self.items: list[Any] = []
         self.entries: dict[Any, Any] = {}
         self.dangerous = dangerous
+        self.origin = origin
 
     @property
     def attributes(self) -> dict[str, Any]:

@@ -22,9 +22,11 @@ from ckpttool.errors import UsageError
 @click.option("--list", "list_only", is_flag=True, help="List every EMA the file holds; write nothing.")
 @click.option("--dry-run", is_flag=True, help="Find and check the EMA; write nothing.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists (never the input).")
+@click.option("--sanitize", is_flag=True, help="With --into-checkpoint: write pickled modules and other objects "
+              "as plain data (weights_only-loadable) instead of keeping them.")
 @json_option
 def command(path: Path, output: Path | None, source: str | None, dtype: str | None, into_checkpoint: bool,
-            strip_optimizer: bool, list_only: bool, dry_run: bool, force: bool, as_json: bool) -> int:
+            strip_optimizer: bool, list_only: bool, dry_run: bool, force: bool, sanitize: bool, as_json: bool) -> int:
     """Write the EMA weights of PATH as a plain state_dict with the model's own keys.
 
     Finds the EMA wherever the framework put it (YOLOv5/ultralytics, timm, Lightning weight
@@ -62,7 +64,7 @@ def command(path: Path, output: Path | None, source: str | None, dtype: str | No
             print_renderable(*render_ema_list(listing))
         return 0
     result = extract_ema(ckpt, output, source=source, dtype=dtype, into_checkpoint=into_checkpoint,
-                         strip_optimizer=strip_optimizer, force=force)
+                         strip_optimizer=strip_optimizer, force=force, sanitize=sanitize)
     if as_json:
         emit_json(result.to_dict())
     else:

@@ -27,6 +27,8 @@ from ckpttool.cli.common import emit_json, input_path, json_option, print_render
 @click.option("--drop-optimizer", is_flag=True, help="Leave the optimizer state out of the output.")
 @click.option("--allow-partial", is_flag=True,
               help="Write the output even if it would not load strictly into --like/--model (still exit 1).")
+@click.option("--sanitize", is_flag=True, help="Write pickled modules and other objects as plain data "
+              "(weights_only-loadable) instead of keeping them as they were.")
 @click.option("--dry-run", is_flag=True, help="Show the mapping; write nothing.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--quiet", is_flag=True, help="Hide unchanged keys in the mapping table.")
@@ -34,7 +36,7 @@ from ckpttool.cli.common import emit_json, input_path, json_option, print_render
 def command(src: Path, output: Path | None, strip_prefix: tuple[str, ...], add_prefix: tuple[str, ...],
             maps: tuple[str, ...], rules_file: Path | None, presets: tuple[str, ...], to: str | None,
             layout: Path | None, like: Path | None, model: str | None, strict: bool, drop_optimizer: bool,
-            allow_partial: bool, dry_run: bool, force: bool, quiet: bool, as_json: bool) -> int:
+            allow_partial: bool, sanitize: bool, dry_run: bool, force: bool, quiet: bool, as_json: bool) -> int:
     """Rename the model keys of SRC (every section holding them, and the optimizer state) and write OUTPUT.
 
     Rules run in order: --preset, --strip-prefix, --add-prefix, --map, --rules; then --to with a
@@ -59,7 +61,8 @@ def command(src: Path, output: Path | None, strip_prefix: tuple[str, ...], add_p
 
     opts = RemapOptions(strip_prefix=list(strip_prefix), add_prefix=list(add_prefix), maps=list(maps),
                         rules_file=rules_file, presets=list(presets), to=to, layout=layout, like=like,
-                        model=model, strict=strict, drop_optimizer=drop_optimizer, allow_partial=allow_partial)
+                        model=model, strict=strict, drop_optimizer=drop_optimizer, allow_partial=allow_partial,
+                        sanitize=sanitize)
     result = remap(src, opts, output, dry_run=dry_run, force=force)
     if as_json:
         emit_json(result.to_dict())

@@ -57,13 +57,15 @@ def _milestones(value: str | None) -> tuple[int, ...]:
               "(CosineAnnealingLR T_max, OneCycleLR total_steps); needs -o.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Where --fix writes.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists (never the input).")
+@click.option("--sanitize", is_flag=True, help="With --fix: write pickled modules and other objects as plain "
+              "data (weights_only-loadable) instead of keeping them.")
 @json_option
 @html_options
 def command(path: Path, epochs: int, epochs_mode: str, schedule: str | None, lr_lambda: str | None,
             lrf: float | None, lr0: float | None, gamma: float, step_size: int, milestones: str | None, power: float,
             steps_per_epoch: int | None, old_epochs: int | None, start_epoch: int | None, scheduler_mode: str,
             max_jump: float, amp: bool, window: int, plot_file: Path | None, no_plot: bool, fix: bool,
-            output: Path | None, force: bool, as_json: bool, html_out: Path | None = None,
+            output: Path | None, force: bool, sanitize: bool, as_json: bool, html_out: Path | None = None,
             open_html: bool = False) -> int:
     """Check a resume plan before spending GPU hours: start epoch, LR continuity, scheduler,
     optimizer, GradScaler and EMA state.
@@ -109,7 +111,7 @@ def command(path: Path, epochs: int, epochs_mode: str, schedule: str | None, lr_
     from ckpttool.ops.resume.hf_trainer import is_trainer_folder, open_trainer_folder
 
     ckpt = open_trainer_folder(Path(path)) if is_trainer_folder(Path(path)) else ckpttool.open(path)
-    result = validate_resume(ckpt, opts, fix_output=output if fix else None, force=force)
+    result = validate_resume(ckpt, opts, fix_output=output if fix else None, force=force, sanitize=sanitize)
     if plot_file is not None:
         from ckpttool.report.resume import save_plot
 

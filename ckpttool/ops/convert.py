@@ -26,6 +26,7 @@ from typing import Any
 from ckpttool.errors import OutputRefused, SectionNotFound, UsageError
 from ckpttool.io import open_checkpoint
 from ckpttool.io.formats.dcp import BYTES_ITEM
+from ckpttool.io.pickle.rebuilt import plain_value
 from ckpttool.io.tensor_findings import refuse_composites
 from ckpttool.io.write.aliases import alias_metadata, dedupe, restore
 from ckpttool.io.write.cast import Caster, parse_dtype
@@ -323,7 +324,7 @@ def _materialize(root: Any, fn: Callable[[Any, Any], Any] | None) -> Any:
         elif isinstance(obj, Stub):
             raise UsageError(f"{'.'.join(map(str, path or ()))} is a pickled {obj.qualname}", hint="pass --sanitize")
         else:
-            value = obj
+            value = plain_value(obj)  # a numpy scalar or torch.Size as read: torch.save never sees ckpttool types
         memo[id(obj)] = value
         parent[key] = value
     for parent, key, value in reversed(tuples):

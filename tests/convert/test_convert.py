@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from safetensors.torch import load_file
 
 import ckpttool
 from ckpttool.cli import main
-from ckpttool.errors import OutputRefused, UsageError
+from ckpttool.errors import UnsafeContent, UsageError
 from ckpttool.io.formats.sharded import parse_size
 from ckpttool.ops.convert import ConvertOptions, convert
 
@@ -102,8 +103,10 @@ def test_dtype_casts_floating_only(tmp_path: Path, flag: str, dtype: torch.dtype
 
 def test_sanitize_makes_a_yolo_checkpoint_weights_only_loadable(tmp_path: Path) -> None:
     src = FIXTURES / "model1_train.pt"
-    with pytest.raises(OutputRefused, match="pickled"):
-        convert(src, tmp_path / "x.pt")
+    convert(src, tmp_path / "x.pt")  # without --sanitize the pickled model stays a pickled model
+    with pytest.raises(pickle.UnpicklingError, match=r"yolo_models\.Model1"):
+        torch.load(tmp_path / "x.pt", weights_only=True)
+    assert ckpttool.open(tmp_path / "x.pt").tree["model"].qualname == "yolo_models.Model1"
     out = tmp_path / "clean.pt"
     result = convert(src, out, ConvertOptions(sanitize=True))
     assert {c.path for c in result.changes} >= {"model", "ema"}
@@ -263,7 +266,7 @@ def test_malicious_payload_is_never_run_and_sanitize_removes_it(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     src = FIXTURES / "malicious_reduce.pt"
-    with pytest.raises(OutputRefused, match=r"posix\.system"):
+    with pytest.raises(UnsafeContent, match=r"posix\.system"):
         convert(src, tmp_path / "x.pt")
     result = convert(src, tmp_path / "clean.pt", ConvertOptions(sanitize=True))
     assert [(c.path, c.was) for c in result.changes] == [("payload", "posix.system")]

@@ -117,7 +117,8 @@ def test_fix_of_pickled_module_checkpoint_converts_modules(tmp_path: Path) -> No
     from ckpttool.layouts import recognise
 
     recognise(ck)
-    result = validate_resume(ck, ResumeOptions(epochs=30, scheduler="restore"), fix_output=tmp_path / "fixed.pt")
+    result = validate_resume(ck, ResumeOptions(epochs=30, scheduler="restore"), fix_output=tmp_path / "fixed.pt",
+                             sanitize=True)
     assert result.written is not None
     codes = {c.code: c for c in result.checks}
     assert "resume.fix-converted" in codes and "state_dict" in codes["resume.fix-converted"].message

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 import ckpttool
-from ckpttool.errors import OutputRefused, UsageError, VerificationFailed
+from ckpttool.errors import OutputRefused, UnsafeContent, UsageError, VerificationFailed
 from ckpttool.io.write import checkpoint as write_mod
 from ckpttool.io.write.atomic import HashingSink
 from ckpttool.io.write.checkpoint import hashed_name, write_checkpoint
@@ -149,9 +149,9 @@ def test_refuses_existing_output_and_inputs(tmp_path: Path) -> None:
     assert torch.equal(torch.load(out, weights_only=True)["a"], torch.ones(1))
 
 
-def test_refuses_stubs_and_unknown_extensions(tmp_path: Path) -> None:
-    with pytest.raises(OutputRefused, match=r"models\.yolo\.Model"):
-        write_checkpoint({"model": Stub("models.yolo.Model")}, tmp_path / "x.pt")
+def test_refuses_dangerous_stubs_and_unknown_extensions(tmp_path: Path) -> None:
+    with pytest.raises(UnsafeContent, match=r"posix\.system"):
+        write_checkpoint({"model": Stub("posix.system", ("true",), dangerous=True)}, tmp_path / "x.pt")
     with pytest.raises(UsageError):
         write_checkpoint({"a": torch.ones(1)}, tmp_path / "x.weights")
     assert not list(tmp_path.iterdir())

@@ -7,6 +7,7 @@ from typing import Any
 
 from ckpttool.errors import CkptError
 from ckpttool.io.pickle.globals_policy import GlobalKind
+from ckpttool.io.pickle.method_ref import GETATTR
 from ckpttool.io.pickle.run import PickleLoad
 from ckpttool.model import Finding, GlobalUse, Stub
 from ckpttool.tree import walk
@@ -50,7 +51,13 @@ def pickle_findings(loads: list[PickleLoad], tree: Any) -> tuple[list[GlobalUse]
                 f"the file references {full}, which can run code; it was not called",
                 hint="do not load this file with torch.load(weights_only=False) or pickle",
                 where=loc if loc is not None else first_member[full]))
-    stubs = sorted(f for f, k in kinds.items() if k == "stub")
+    refs = sorted({r for load in loads for r in load.method_refs})
+    if refs:
+        findings.append(Finding("pickle.method-reference", "info",
+                                f"{len(refs)} method reference(s) pickled as builtins.getattr(class, name), "
+                                "looked up but never called while loading: " + ", ".join(refs[:8])
+                                + (" …" if len(refs) > 8 else "")))
+    stubs = sorted(f for f, k in kinds.items() if k == "stub" and f not in GETATTR)
     if stubs:
         findings.append(Finding("pickle.foreign-classes", "info",
                                 f"{len(stubs)} class(es) pickled by name were read as stand-ins: "

@@ -266,24 +266,24 @@ class Opcodes:
 
     def op_newobj(self) -> None:
         args, cls = self._pop(), self._pop()
-        self.stack.append(self._call(cls, args))
+        self.stack.append(self._call(cls, args, op=b"\x81"))
 
     def op_newobj_ex(self) -> None:
         kwargs, args, cls = self._pop(), self._pop(), self._pop()
-        self.stack.append(self._call(cls, args, kwargs if isinstance(kwargs, dict) else None))
+        self.stack.append(self._call(cls, args, kwargs if isinstance(kwargs, dict) else None, op=b"\x92"))
 
     def op_inst(self) -> None:
         module = self._line().decode("utf-8", "replace")
         name = self._line().decode("utf-8", "replace")
         args = self._pop_mark()
         cls = self._global(module, name)
-        self.stack.append(self._call(cls, tuple(args)))
+        self.stack.append(self._call(cls, tuple(args), op=b"R" if args else b"\x81"))
 
     def op_obj(self) -> None:
         items = self._pop_mark()
         if not items:
             raise CorruptPickle("OBJ without a class")
-        self.stack.append(self._call(items[0], tuple(items[1:])))
+        self.stack.append(self._call(items[0], tuple(items[1:]), op=b"R" if items[1:] else b"\x81"))
 
     def op_build(self) -> None:
         state = self._pop()

@@ -28,6 +28,7 @@ class PickleLoad:
     kinds: dict[tuple[str, str], GlobalKind] = field(default_factory=dict)
     anomalies: list[str] = field(default_factory=list)
     error: CkptError | None = None
+    method_refs: list[str] = field(default_factory=list)
 
 
 def run_pickle(data: bytes | memoryview, where: str, persistent_load: PersistentLoad | None = None,
@@ -49,4 +50,5 @@ def run_pickle(data: bytes | memoryview, where: str, persistent_load: Persistent
             raise err from exc
         partial = vm.result
         return PickleLoad(where, None, vm.pos, partial.globals, partial.kinds, partial.anomalies, err)
-    return PickleLoad(where, result.value, result.end, result.globals, result.kinds, result.anomalies)
+    return PickleLoad(where, result.value, result.end, result.globals, result.kinds, result.anomalies,
+                      method_refs=result.method_refs)

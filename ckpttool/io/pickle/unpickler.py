@@ -25,8 +25,10 @@ from typing import Any
 
 from ckpttool.errors import CorruptPickle, ExpansionLimit, NestingLimit, TruncatedFile
 from ckpttool.io.pickle.globals_policy import GlobalKind, classify
+from ckpttool.io.pickle.method_ref import GETATTR, is_method_reference, is_method_stub
 from ckpttool.io.pickle.opcodes import HANDLERS, PUSHED_CONSTANTS, Opcodes
 from ckpttool.io.pickle.rebuild import call_global
+from ckpttool.io.pickle.rebuilt import LOSSY_CALLS, rebuilt
 from ckpttool.model import GlobalRef, Stub
 
 __all__ = ["PickleResult", "SafeUnpickler", "MAX_TUPLE_DEPTH"]
@@ -34,6 +36,8 @@ __all__ = ["PickleResult", "SafeUnpickler", "MAX_TUPLE_DEPTH"]
 MAX_TUPLE_DEPTH = 256
 # Allow-listed calls whose first argument's elements get hashed (set members, OrderedDict pairs).
 _HASHING_CALLS = frozenset({"set", "frozenset", "OrderedDict"})
+# Allow-listed calls that call their first argument while loading.
+_CALLS_FIRST_ARG = frozenset({"torch._tensor._rebuild_from_type_v2", "torch._tensor._rebuild_from_type"})
 
 @dataclass
 class PickleResult:
@@ -44,6 +48,7 @@ class PickleResult:
     globals: Counter[tuple[str, str]] = field(default_factory=Counter)
     kinds: dict[tuple[str, str], GlobalKind] = field(default_factory=dict)
     anomalies: list[str] = field(default_factory=list)
+    method_refs: list[str] = field(default_factory=list)
 
 PersistentLoad = Callable[[Any], Any]
 
@@ -70,6 +75,8 @@ class SafeUnpickler(Opcodes):
         self.result = PickleResult(None, start)
         self._tuple_shape: dict[int, tuple[int, int]] = {}  # id -> (depth, logical size) of nested tuples
         self._keepalive: list[Any] = []
+        self._unsafe_getattr = False  # getattr used other than as a method reference: it stays dangerous
+        self._method_stubs: list[Stub] = []
         self._budget = max(1_000_000, 4 * (len(self.data) - start))
         # Hashing a tuple walks all of its logical elements, and memo reuse makes a 2 KB tuple DAG
         # with 2^60 of them: every dict key and set member is charged its logical size.
@@ -172,22 +179,53 @@ class SafeUnpickler(Opcodes):
             self.result.kinds[key] = classify(module, name)
         return GlobalRef(module, name)
 
-    def _call(self, func: Any, args: Any, kwargs: dict[str, Any] | None = None) -> Any:
+    def _call(self, func: Any, args: Any, kwargs: dict[str, Any] | None = None, op: bytes = b"R") -> Any:
         self._spend()
         if not isinstance(args, tuple):
             args = (args,) if args is not None else ()
+        origin = (op, func, args, kwargs)  # how the pickle built it, for a rewrite to emit it again
         if isinstance(func, GlobalRef):
             kind = self.result.kinds.get((func.module, func.name), "stub")
             if kind == "data":
                 if func.name in _HASHING_CALLS and args and isinstance(args[0], list | tuple):
                     self._charge_hashes(args[0])
+                if func.fullname in _CALLS_FIRST_ARG and args and is_method_stub(args[0]):
+                    self._unsafe_getattr = True  # torch's rebuild helper calls it while loading
                 value = call_global(func.fullname, args, kwargs or {})
+                if isinstance(value, Stub):
+                    if value.origin is None:
+                        value.origin = origin
+                    return value
+                if func.fullname in LOSSY_CALLS:
+                    return rebuilt(value, origin)
                 # tuples built by a call (builtins.tuple) are tracked like TUPLE's: depth and size
                 return self._tuple(list(value)) if type(value) is tuple else value
-            return Stub(func.fullname, args, dangerous=kind == "dangerous")
+            if func.fullname in GETATTR:
+                if op == b"R" and kwargs is None and is_method_reference(func, args):
+                    self.result.method_refs.append(f"{args[0].fullname}.{args[1]}")
+                    ref = Stub(func.fullname, args, origin=origin)
+                    self._method_stubs.append(ref)
+                    return ref
+                self._unsafe_getattr = True
+            return Stub(func.fullname, args, dangerous=kind == "dangerous", origin=origin)
         if isinstance(func, Stub):
-            return Stub(f"{func.qualname}(...)", args, dangerous=func.dangerous)
+            called_ref = is_method_stub(func)
+            self._unsafe_getattr |= called_ref
+            return Stub(f"{func.qualname}(...)", args, dangerous=func.dangerous or called_ref, origin=origin)
         raise CorruptPickle(f"cannot call a {type(func).__name__} (byte {self.pos})")
+
+    def _settle_method_refs(self) -> None:
+        """``getattr`` is a stand-in only when every use was a method reference never called."""
+        if not self.result.method_refs:
+            return
+        keys = [k for k in self.result.kinds if f"{k[0]}.{k[1]}" in GETATTR]
+        if self._unsafe_getattr or _holds_bare_getattr(self.result.value):
+            self.result.method_refs.clear()
+            for ref in self._method_stubs:  # the file uses getattr to run code: none of its uses is re-emitted
+                ref.dangerous = True
+            return
+        for key in keys:
+            self.result.kinds[key] = "stub"
 
     # ----- main loop ------------------------------------------------------------
     def load(self) -> PickleResult:
@@ -242,6 +280,7 @@ class SafeUnpickler(Opcodes):
                 break
         self.result.value = self._pop()
         self.result.end = self.pos
+        self._settle_method_refs()
         return self.result
 
     def _push(self, value: Any) -> None:
@@ -276,3 +315,32 @@ class SafeUnpickler(Opcodes):
         if self.persistent_load is None:
             raise CorruptPickle("persistent id in a pickle that cannot have one")
         return self.persistent_load(pid)
+
+
+def _holds_bare_getattr(root: Any, budget: int = 5_000_000) -> bool:
+    """True when ``getattr`` itself sits in the tree (stored, to be called by someone later)."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        budget -= 1
+        if budget < 0:
+            return True  # too large to tell: keep it dangerous
+        if isinstance(obj, GlobalRef):
+            if obj.fullname in GETATTR:
+                return True
+            continue
+        if not isinstance(obj, dict | list | tuple | set | frozenset | Stub) or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, dict):
+            stack.extend(obj.keys())
+            stack.extend(obj.values())
+            stack.extend(getattr(obj, "attrs", {}).values())
+        elif isinstance(obj, Stub):
+            stack.extend((obj.args, obj.state, obj.items, obj.entries))
+            if obj.origin is not None and not is_method_reference(obj.origin[1], obj.origin[2]):
+                stack.append(obj.origin[1])
+        else:
+            stack.extend(obj)
+    return False

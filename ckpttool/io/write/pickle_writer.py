@@ -4,7 +4,12 @@ Protocol 2, tensors as ``torch._utils._rebuild_tensor_v2`` over a persistent id
 ``('storage', torch.<Type>Storage, key, 'cpu', numel)`` (``_rebuild_tensor_v3`` over an
 ``UntypedStorage`` for dtypes without a storage class, as torch does for float8 and uint16),
 parameters through ``_rebuild_parameter``, ``OrderedDict`` with its ``_metadata`` set by BUILD.
-Only what ``torch.load(weights_only=True)`` accepts is written; anything else is refused by path.
+
+Stand-ins the reader made of foreign objects (``Stub``, ``GlobalRef``, numpy scalars and paths
+kept as ``Rebuilt*`` values) are written back as the calls that built them (GLOBAL, REDUCE or
+NEWOBJ, then APPENDS, SETITEMS and BUILD as in the input), so a rewrite gives ``torch.load`` the
+objects it read. A global ckpttool classes as dangerous is never written: the tree is refused,
+naming it (``--sanitize`` turns such objects into plain data first).
 
 The emitter is iterative (the trees come from untrusted files) and memoises dicts, lists and
 tensors by identity, so shared objects stay shared and cycles terminate.
@@ -19,23 +24,36 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ckpttool.dtypes import by_name
-from ckpttool.errors import OutputRefused, ResourceLimit
+from ckpttool.errors import OutputRefused, ResourceLimit, UnsafeContent
+from ckpttool.io.pickle.globals_policy import classify
+from ckpttool.io.pickle.method_ref import is_method_stub
+from ckpttool.io.pickle.rebuilt import REBUILT
 from ckpttool.io.write.tensor_input import is_torch_tensor
 from ckpttool.model import GlobalRef, PickledDict, Storage, Stub, TensorRef
 from ckpttool.tree import MAX_NODES
 
-__all__ = ["PickleResult", "Expected", "pickle_tree", "Transform"]
+__all__ = ["PickleResult", "Expected", "pickle_tree", "Transform", "StubPart"]
 
 Path_ = tuple[Any, ...]
 Transform = Callable[[Any, "Path_ | None"], Any]
 
 
+@dataclass(frozen=True)
+class StubPart:
+    """A step into a stand-in in a verification path: its ``args``, ``state``, ``items`` or ``entries``."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return f"<{self.name}>"
+
+
 @dataclass
 class Expected:
-    """What the re-read tree must hold at ``path``: a container shape, a leaf, or a tensor."""
+    """What the re-read tree must hold at ``path``: a container shape, a leaf, a tensor or a stand-in."""
 
     path: Path_
-    kind: str  # dict | list | tuple | leaf | tensor
+    kind: str  # dict | list | tuple | leaf | tensor | stub | global
     value: Any = None
     storage_key: str | None = None
 
@@ -77,6 +95,9 @@ def _str(value: str) -> bytes:
     return b"X" + struct.pack("<I", len(raw)) + raw
 
 
+_VALUE, _OP, _MEMO, _GLOBAL = 0, 1, 2, 3  # what a walk-stack entry is: a value, raw opcodes, a memo put, a global
+
+
 class _Emitter:
     def __init__(self, adapt: Callable[[Any], TensorRef], transform: Transform | None = None) -> None:
         self.out = bytearray(b"\x80\x02")
@@ -90,6 +111,7 @@ class _Emitter:
         self.expected: list[Expected] = []
         self.tensors = 0
         self.keep: list[Any] = []  # objects whose id() is memoised must outlive the dump
+        self.pending: set[int] = set()  # stand-ins whose constructor is being written
 
     # -- memo -------------------------------------------------------------------------------
     def put(self) -> int:
@@ -106,6 +128,9 @@ class _Emitter:
         if full in self.globals:
             self.get(self.globals[full])
             return
+        if not full.isascii() or not (module + name).isprintable() or not module or not name:
+            # a name read from a hostile STACK_GLOBAL: a newline in it would inject opcodes into the output
+            raise OutputRefused(f"a pickled global has a name a checkpoint cannot hold: {module!r}.{name!r}")
         self.out += b"c" + full.encode("ascii")
         self.globals[full] = self.put()
 
@@ -170,21 +195,34 @@ class _Emitter:
 
     # -- the walk ---------------------------------------------------------------------------
     def dump(self, root: Any) -> None:
-        stack: list[tuple[bool, Any, Path_ | None]] = [(False, root, ())]
+        stack: list[tuple[int, Any, Path_ | None]] = [(_VALUE, root, ())]
         budget = MAX_NODES
         while stack:
             is_op, obj, path = stack.pop()
-            if is_op:
+            if is_op == _OP:
                 self.out += obj
+                continue
+            if is_op == _MEMO:  # a stand-in's constructor is out: later references get it from the memo
+                self.pending.discard(id(obj))
+                self.memo_ids[id(obj)] = self.put()
+                self.keep.append(obj)
+                continue
+            if is_op == _GLOBAL:
+                self.global_(obj.module, obj.name)
                 continue
             budget -= 1
             if budget < 0:
                 raise ResourceLimit(f"the tree to write has more than {MAX_NODES} nodes")
             self.value(obj, path, stack)
 
-    def value(self, obj: Any, path: Path_ | None, stack: list[tuple[bool, Any, Path_ | None]]) -> None:
+    def value(self, obj: Any, path: Path_ | None, stack: list[tuple[int, Any, Path_ | None]]) -> None:
         if self.transform is not None:
             obj = self.transform(obj, path)
+        if type(obj) in REBUILT:  # a numpy scalar, torch.Size, a path: the call that made it
+            if path is not None:
+                self.expected.append(Expected(path, "leaf", obj))
+            self.call(obj.origin, None, stack)
+            return
         if obj is None or isinstance(obj, bool | int | float | str | bytes | complex):
             self.leaf(obj, path)
             return
@@ -202,6 +240,15 @@ class _Emitter:
         if isinstance(obj, dict):
             self.dict_(obj, path, stack)
             return
+        if isinstance(obj, Stub):
+            self.stub(obj, path, stack)
+            return
+        if isinstance(obj, GlobalRef):
+            self.check_global(obj, path)
+            if path is not None:
+                self.expected.append(Expected(path, "global", obj.fullname))
+            self.global_(obj.module, obj.name)
+            return
         if isinstance(obj, list):
             self.out += b"]"
             self.memo_ids[id(obj)] = self.put()
@@ -209,10 +256,10 @@ class _Emitter:
             if path is not None:
                 self.expected.append(Expected(path, "list", len(obj)))
             if obj:
-                stack.append((True, b"e", None))
+                stack.append((_OP, b"e", None))
                 for i in range(len(obj) - 1, -1, -1):
-                    stack.append((False, obj[i], None if path is None else (*path, i)))
-                stack.append((True, b"(", None))
+                    stack.append((_VALUE, obj[i], None if path is None else (*path, i)))
+                stack.append((_OP, b"(", None))
             return
         if isinstance(obj, tuple):  # torch.Size included
             n = len(obj)
@@ -221,21 +268,76 @@ class _Emitter:
             if n == 0:
                 self.out += b")"
                 return
-            stack.append((True, b"\x85\x86\x87"[n - 1:n] if n <= 3 else b"t", None))
+            stack.append((_OP, b"\x85\x86\x87"[n - 1:n] if n <= 3 else b"t", None))
             for i in range(n - 1, -1, -1):
-                stack.append((False, obj[i], None if path is None else (*path, i)))
+                stack.append((_VALUE, obj[i], None if path is None else (*path, i)))
             if n > 3:
-                stack.append((True, b"(", None))
+                stack.append((_OP, b"(", None))
             return
         if isinstance(obj, set | frozenset):
             self.global_("builtins", "set" if isinstance(obj, set) else "frozenset")
-            stack.append((True, b"\x85R", None))
-            stack.append((False, list(obj), None))
+            stack.append((_OP, b"\x85R", None))
+            stack.append((_VALUE, list(obj), None))
             return
         self.special(obj, path)
 
+    # -- stand-ins: the calls and state the reader recorded -----------------------------------
+    def check_global(self, ref: GlobalRef, path: Path_ | None) -> None:
+        if classify(ref.module, ref.name) == "dangerous":
+            raise UnsafeContent(f"{_show(path)} refers to {ref.fullname}, which can run code; it is not written",
+                                hint="pass --sanitize to write such objects as plain data (dangerous ones removed)")
+
+    def call(self, origin: tuple[bytes, Any, tuple[Any, ...], Any], path: Path_ | None,
+             stack: list[tuple[int, Any, Path_ | None]], trusted: bool = False) -> None:
+        """Push ``func args OPCODE`` (NEWOBJ_EX with its keyword arguments) for the walk to emit."""
+        op, func, args, kwargs = origin
+        stack.append((_OP, op, None))
+        if op == b"\x92":
+            stack.append((_VALUE, kwargs or {}, None))
+        stack.append((_VALUE, tuple(args), None if path is None else (*path, StubPart("args"))))
+        if isinstance(func, GlobalRef):  # the callable itself: never handed to the transform
+            if not trusted:
+                self.check_global(func, path)
+            stack.append((_GLOBAL, func, None))
+        else:
+            stack.append((_VALUE, func, None))
+
+    def stub(self, obj: Stub, path: Path_ | None, stack: list[tuple[int, Any, Path_ | None]]) -> None:
+        if obj.dangerous:
+            name = obj.origin[1].fullname if obj.origin and isinstance(obj.origin[1], GlobalRef) else obj.qualname
+            raise UnsafeContent(f"{_show(path)} is built by {name.split('(', 1)[0]}, which can run code; "
+                                "it is not written",
+                                hint="pass --sanitize to write such objects as plain data (dangerous ones removed)")
+        if id(obj) in self.pending:
+            raise OutputRefused(f"{_show(path)} is a pickled {obj.qualname} whose constructor arguments "
+                                "contain the object itself; it cannot be written")
+        self.pending.add(id(obj))
+        origin = obj.origin or _default_origin(obj, path)
+        if path is not None:
+            self.expected.append(Expected(path, "stub", obj.qualname))
+
+        def part(name: str, *more: Any) -> Path_ | None:
+            return None if path is None else (*path, StubPart(name), *more)
+
+        if obj.state is not None:
+            stack.append((_OP, b"b", None))
+            stack.append((_VALUE, obj.state, part("state")))
+        if obj.entries:
+            stack.append((_OP, b"u", None))
+            for key, value in reversed(list(obj.entries.items())):
+                stack.append((_VALUE, value, part("entries", key)))
+                stack.append((_VALUE, key, None))
+            stack.append((_OP, b"(", None))
+        if obj.items:
+            stack.append((_OP, b"e", None))
+            for i in range(len(obj.items) - 1, -1, -1):
+                stack.append((_VALUE, obj.items[i], part("items", i)))
+            stack.append((_OP, b"(", None))
+        stack.append((_MEMO, obj, None))
+        self.call(origin, path, stack, trusted=is_method_stub(obj))
+
     def dict_(self, obj: dict[Any, Any], path: Path_ | None,
-              stack: list[tuple[bool, Any, Path_ | None]]) -> None:
+              stack: list[tuple[int, Any, Path_ | None]]) -> None:
         attrs: dict[str, Any] = dict(obj.attrs) if isinstance(obj, PickledDict) else dict(getattr(obj, "__dict__", {}))
         ordered = (obj.ordered if isinstance(obj, PickledDict) else isinstance(obj, OrderedDict)) or bool(attrs)
         if ordered:
@@ -248,14 +350,14 @@ class _Emitter:
         if path is not None:
             self.expected.append(Expected(path, "dict", list(obj)))
         if attrs:
-            stack.append((True, b"b", None))
-            stack.append((False, attrs, None))
+            stack.append((_OP, b"b", None))
+            stack.append((_VALUE, attrs, None))
         if obj:
-            stack.append((True, b"u", None))
+            stack.append((_OP, b"u", None))
             for key, value in reversed(list(obj.items())):
-                stack.append((False, value, None if path is None else (*path, key)))
-                stack.append((False, key, None))
-            stack.append((True, b"(", None))
+                stack.append((_VALUE, value, None if path is None else (*path, key)))
+                stack.append((_VALUE, key, None))
+            stack.append((_OP, b"(", None))
 
     def leaf(self, obj: Any, path: Path_ | None) -> None:
         if obj is None:
@@ -290,21 +392,24 @@ class _Emitter:
             self.out += _str(str(obj)) + b"\x85R"
             return
         where = _show(path) if path is not None else "a dict key or attribute"
-        if isinstance(obj, Stub):
-            raise OutputRefused(f"{where} is a pickled {obj.qualname} object, which torch.load(weights_only=True) "
-                                "refuses",
-                                hint="ckpttool convert --sanitize writes such objects as plain data")
-        if isinstance(obj, GlobalRef):
-            raise OutputRefused(f"{where} is a reference to {obj.fullname}, which weights_only loading refuses",
-                                hint="convert --sanitize drops or converts such values")
         raise OutputRefused(f"{where} is a {type(obj).__qualname__}, which a torch checkpoint written for "
                             "weights_only loading cannot hold", hint="pass plain data (dict, list, numbers, str)")
 
 
 def _show(path: Path_ | None) -> str:
+    if path is None:
+        return "a value inside a pickled object"
     if not path:
         return "the root object"
     return ".".join(str(p) for p in path)
+
+
+def _default_origin(obj: Stub, path: Path_ | None) -> tuple[bytes, GlobalRef, tuple[Any, ...], None]:
+    """``qualname(*args)`` for a stand-in made in code rather than read from a pickle."""
+    module, _, name = obj.qualname.rpartition(".")
+    if not module or "(" in obj.qualname:
+        raise OutputRefused(f"{_show(path)} is a {obj.qualname} object whose origin is unknown; it cannot be written")
+    return b"R", GlobalRef(module, name), tuple(obj.args), None
 
 
 def pickle_tree(tree: Any, adapt: Callable[[Any], TensorRef], transform: Transform | None = None) -> PickleResult:

@@ -2,8 +2,9 @@
 
 Pickled ``nn.Module`` objects become their state_dicts (plain tensors, in ``state_dict()`` order),
 ``argparse.Namespace`` and similar records become dicts of their attributes, references to
-callables become their names, and objects that carry nothing loadable are dropped. Numpy scalars
-already arrive as Python numbers from the reader; they are reported when the reader had to.
+callables (method references included) become their names, and objects that carry nothing loadable
+are dropped. Numpy scalars, ``torch.Size``, devices and paths become the plain numbers, tuples and
+strings the reader shows. Without ``--sanitize`` a rewrite keeps all of them as they were.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ckpttool.io.pickle.method_ref import is_method_stub
+from ckpttool.io.pickle.rebuilt import REBUILT, plain_value
 from ckpttool.model import GlobalRef, PickledDict, Stub, TensorRef
 from ckpttool.modules import is_module, module_state_dict
 
@@ -44,6 +47,11 @@ class Sanitizer:
     _keep: list[Any] = field(default_factory=list)
 
     def __call__(self, obj: Any, path: tuple[Any, ...] | None) -> Any:
+        if type(obj) in REBUILT:  # a numpy scalar, torch.Size, a path: its plain value
+            plain = plain_value(obj)
+            where = ".".join(str(p) for p in path) if path else "a key"
+            self.changes.append(Change(where, obj.origin[1].fullname, f"{type(plain).__name__} {plain!r}"[:80]))
+            return plain
         if not isinstance(obj, Stub | GlobalRef):
             return obj
         if id(obj) in self._done:
@@ -60,6 +68,9 @@ class Sanitizer:
             return obj.fullname, "its name as a string"
         if obj.dangerous:
             return None, "removed (it would run code on load)"
+        if is_method_stub(obj):
+            target, name = obj.args
+            return f"{target.fullname}.{name}", "its name as a string"
         if is_module(obj):
             sd = module_state_dict(obj)
             out = PickledDict(ordered=True)

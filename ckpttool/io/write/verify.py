@@ -16,9 +16,9 @@ from typing import Any
 
 from ckpttool.errors import CkptError, VerificationFailed
 from ckpttool.io.write.aliases import ALIASES_KEY, VIEWS_KEY
-from ckpttool.io.write.pickle_writer import Expected
+from ckpttool.io.write.pickle_writer import Expected, StubPart
 from ckpttool.io.write.torch_zip import Written
-from ckpttool.model import Storage, TensorRef
+from ckpttool.model import GlobalRef, Storage, Stub, TensorRef
 from ckpttool.tree import get_path
 
 __all__ = ["verify_written", "same_bytes"]
@@ -74,6 +74,10 @@ def _check(e: Expected, got: Any, storages: dict[str, Storage]) -> str | None:
         ok = isinstance(got, tuple) and len(got) == e.value
     elif e.kind == "leaf":
         ok = _same_leaf(e.value, got)
+    elif e.kind == "stub":
+        ok = isinstance(got, Stub) and got.qualname == e.value
+    elif e.kind == "global":
+        ok = isinstance(got, GlobalRef) and got.fullname == e.value
     else:
         t: TensorRef = e.value
         ok = (isinstance(got, TensorRef) and got.dtype == t.dtype and got.shape == t.shape
@@ -84,10 +88,28 @@ def _check(e: Expected, got: Any, storages: dict[str, Storage]) -> str | None:
     return None if ok else f"{where} did not read back as written"
 
 
+def _resolve(tree: Any, path: tuple[Any, ...]) -> Any:
+    """``get_path`` that also steps into a stand-in's recorded call arguments, state, items and entries."""
+    if not any(isinstance(p, StubPart) for p in path):
+        return get_path(tree, path)
+    obj = tree
+    for i, key in enumerate(path):
+        if isinstance(key, StubPart):
+            if not isinstance(obj, Stub):
+                return None
+            if key.name == "args":
+                obj = obj.origin[2] if obj.origin is not None else obj.args
+            else:
+                obj = getattr(obj, key.name)
+        else:
+            obj = get_path(obj, path[i:i + 1])
+    return obj
+
+
 def _verify_torch(tree: Any, written: Written) -> None:
     storages: dict[str, Storage] = {}
     for e in written.expected:
-        problem = _check(e, get_path(tree, e.path), storages)
+        problem = _check(e, _resolve(tree, e.path), storages)
         if problem:
             raise VerificationFailed(problem)
     if set(storages) != set(written.sources):

@@ -118,8 +118,8 @@ def select(ckpt: Checkpoint, source: str | None = None) -> EmaCandidate:
 
 
 def extract_ema(ckpt: Checkpoint, output: Path | None, *, source: str | None = None, dtype: str | None = None,
-                into_checkpoint: bool = False, strip_optimizer: bool = False, force: bool = False
-                ) -> EmaResult:
+                into_checkpoint: bool = False, strip_optimizer: bool = False, force: bool = False,
+                sanitize: bool = False) -> EmaResult:
     """Find, check and (when the checks pass and ``output`` is given) write the EMA of ``ckpt``.
 
     Raises:
@@ -129,6 +129,8 @@ def extract_ema(ckpt: Checkpoint, output: Path | None, *, source: str | None = N
     """
     if strip_optimizer and not into_checkpoint:
         raise UsageError("--strip-optimizer only applies with --into-checkpoint")
+    if sanitize and not into_checkpoint:
+        raise UsageError("--sanitize only applies with --into-checkpoint (a state_dict holds plain data already)")
     if into_checkpoint and output is not None and output.suffix.lower() == ".safetensors":
         raise UsageError("--into-checkpoint writes a nested training dict: use a .pt/.pth/.ckpt output")
     target_dtype = _dtype(dtype)
@@ -140,7 +142,7 @@ def extract_ema(ckpt: Checkpoint, output: Path | None, *, source: str | None = N
     result.findings = check(cand, coverage, distance)
     if output is None or not result.ok:
         return result
-    _write(ckpt, result, weights, strip_optimizer, force)
+    _write(ckpt, result, weights, strip_optimizer, force, sanitize)
     return result
 
 
@@ -165,7 +167,7 @@ def _cast(weights: dict[str, Any], dtype: str) -> dict[str, Any]:
 
 
 def _write(ckpt: Checkpoint, result: EmaResult, weights: dict[str, Any], strip_optimizer: bool,
-           force: bool) -> None:
+           force: bool, sanitize: bool = False) -> None:
     from ckpttool.io.write.checkpoint import write_checkpoint
 
     assert result.output is not None
@@ -176,7 +178,7 @@ def _write(ckpt: Checkpoint, result: EmaResult, weights: dict[str, Any], strip_o
         weights = _cast(weights, result.dtype)
     tree: dict[str, Any] = weights
     if result.into_checkpoint:
-        tree, result.notes = publish_tree(ckpt, weights, strip_optimizer=strip_optimizer)
+        tree, result.notes = publish_tree(ckpt, weights, strip_optimizer=strip_optimizer, sanitize=sanitize)
     written = write_checkpoint(tree, result.output, inputs=(ckpt.path,), force=force,
                                metadata={"format": "pt", "ckpttool.ema_source": result.candidate.source,
                                          "ckpttool.ema_layout": result.candidate.layout,

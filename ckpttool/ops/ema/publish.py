@@ -4,9 +4,10 @@ This is the "publish" step frameworks do by hand (YOLOv5 ``strip_optimizer`` set
 Lightning and mmengine already swap the EMA into ``state_dict`` and keep the raw weights aside).
 The weights go where the framework loads them from (laid over what is there, so an EMA submodule's
 own keys stay), and the raw copies that would swap them back on load (``current_model_state``,
-mmengine's ``ema_state_dict``) are dropped. Foreign objects the
-writer cannot pickle become plain data: pickled modules their state_dict, other objects their
-attribute dict; each such change is reported.
+mmengine's ``ema_state_dict``) are dropped. Everything else is written as it was read: a pickled
+model (YOLOv5 ``model``) stays a module of its class holding the EMA tensors. With ``sanitize``
+foreign objects become plain data instead (pickled modules their state_dict, other objects their
+attribute dict), each change reported.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from collections import OrderedDict
 from typing import Any
 
 from ckpttool.errors import UsageError
-from ckpttool.model import Checkpoint, GlobalRef, Stub
+from ckpttool.io.pickle.rebuilt import plain_value
+from ckpttool.model import Checkpoint, GlobalRef, PickledDict, Stub
+from ckpttool.module_rewrite import rewrite_module
 from ckpttool.modules import is_module, module_state_dict
 from ckpttool.tree import MAX_DEPTH, MAX_NODES, join
 
@@ -42,24 +45,45 @@ def _target(ckpt: Checkpoint) -> tuple[str, tuple[str, ...]]:
     return model.source, ()
 
 
-def publish_tree(ckpt: Checkpoint, weights: dict[str, Any], *, strip_optimizer: bool
+def publish_tree(ckpt: Checkpoint, weights: dict[str, Any], *, strip_optimizer: bool, sanitize: bool = False
                  ) -> tuple[dict[str, Any], list[str]]:
     """The training dict with ``weights`` as its model weights; returns (tree, notes on what changed)."""
     if not isinstance(ckpt.tree, dict):
         raise UsageError("--into-checkpoint needs a training checkpoint (a dict at the top level)")
     key, drop = _target(ckpt)
-    tree = {k: v for k, v in ckpt.tree.items() if k not in drop}
+    tree: dict[str, Any] = {k: v for k, v in ckpt.tree.items() if k not in drop}
+    if isinstance(ckpt.tree, PickledDict) and not sanitize:  # an OrderedDict root stays one
+        kept = PickledDict(tree, ordered=ckpt.tree.ordered)
+        kept.attrs = dict(ckpt.tree.attrs)
+        tree = kept
     notes = [f"{key!r} replaced by the EMA weights"] + [f"{k!r} dropped (it would restore the raw weights)"
                                                         for k in drop if k in ckpt.tree]
-    tree[key] = _overlay(ckpt.tree.get(key), weights)
+    original = ckpt.tree.get(key)
+    module = _into_module(original, weights) if not sanitize and is_module(original) else None
+    if module is not None:
+        notes[0] = f"{key!r} ({original.qualname}) holds the EMA weights"
+    elif not sanitize and is_module(original):
+        notes.append(f"{key!r} was a pickled {original.qualname} whose tensors the EMA does not match; "
+                     "written as its state_dict")
+    tree[key] = module if module is not None else _overlay(original, weights)
     optimizer = ckpt.sections.get("optimizer")
     if strip_optimizer and optimizer is not None:
         top = optimizer.source.split(".", 1)[0]
         tree.pop(top, None)
         notes.append(f"{top!r} dropped (--strip-optimizer)")
+    if not sanitize:
+        return tree, notes
     plain, changed = plain_copy(tree)
     notes += changed
     return plain, notes
+
+
+def _into_module(original: Stub, weights: dict[str, Any]) -> Stub | None:
+    """A copy of the pickled model with the EMA tensors in its slots; None if they do not fit its keys."""
+    keys = list(module_state_dict(original))
+    if set(weights) - set(keys):
+        return None
+    return rewrite_module(original, {k: k for k in keys}, lambda k, old: weights.get(k, old))
 
 
 def _overlay(original: Any, weights: dict[str, Any]) -> dict[str, Any]:
@@ -104,7 +128,7 @@ def plain_copy(root: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
             memo[id(value)] = copy
             stack += [(copy, i, v, join(path, i), depth + 1) for i, v in enumerate(value)]
         else:
-            copy = value.fullname if isinstance(value, GlobalRef) else value
+            copy = value.fullname if isinstance(value, GlobalRef) else plain_value(value)
         parent[key] = copy
     notes = [f"{len(paths)} {what} written as plain data: {', '.join(paths[:3])}"
              + (f" and {len(paths) - 3} more" if len(paths) > 3 else "") for what, paths in changed.items()]

@@ -1,8 +1,10 @@
 """Apply remap rules to a whole checkpoint tree: every section holding the model's keys, the optimizer.
 
-Everything else in the checkpoint is kept as it is. Pickled modules become state_dicts (the writer
-only writes data ``torch.load(weights_only=True)`` accepts), each with a finding. The tree is
-rebuilt iteratively around the replaced nodes, so shared objects stay shared and nothing recurses.
+Everything else in the checkpoint is kept as it is, pickled objects included (the writer emits them
+again as they were read). A pickled module stays a module of its class with its tensors renamed in
+place; only a rename that moves tensors under another parent module turns it into a state_dict, with
+a finding. The tree is rebuilt iteratively around the replaced nodes, so shared objects stay shared
+and nothing recurses.
 """
 
 from __future__ import annotations
@@ -12,15 +14,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ckpttool.errors import ResourceLimit, UnsupportedFormat
+from ckpttool.errors import ResourceLimit
 from ckpttool.layouts.base import as_state_dict
 from ckpttool.model import Checkpoint, Finding, PickledDict, StateDict, Stub, TensorRef
-from ckpttool.modules import is_module, module_state_dict
+from ckpttool.module_rewrite import rewrite_module
+from ckpttool.modules import module_state_dict
 from ckpttool.ops.remap.optimizer import OptimizerRemap, remap_optimizer
 from ckpttool.ops.remap.param_groups import ParamContext, module_classes, ultralytics_frozen
 from ckpttool.ops.remap.plan import RemapPlan, plan
 from ckpttool.ops.remap.rules import Rule, under
-from ckpttool.tree import MAX_NODES, children, walk
+from ckpttool.tree import MAX_NODES, children
 
 __all__ = ["SectionChange", "Applied", "apply_rules"]
 
@@ -74,29 +77,52 @@ def _metadata(meta: Mapping[str, Any], p: RemapPlan, prefix: str) -> dict[str, A
     for r in p.mapping:
         moved.setdefault(r.src.rpartition(".")[0], r.dst.rpartition(".")[0])
     gone = {k.rpartition(".")[0] for k, _ in p.dropped} - set(moved)
+    for src, dst in list(moved.items()):  # containers without tensors of their own move with their children
+        while "." in src and "." in dst:
+            src, s_leaf = src.rsplit(".", 1)
+            dst, d_leaf = dst.rsplit(".", 1)
+            if s_leaf != d_leaf or moved.setdefault(src, dst) != dst:
+                break
     out: dict[str, Any] = {}
     for path, value in meta.items():
         rel = under(path, base) if isinstance(path, str) else None
         if rel is None:
             out[path] = value
         elif rel not in gone:
-            new = moved.get(rel, rel)
+            new = moved.get(rel) or _under_moved(rel, moved)
             out[f"{base}.{new}" if base and new else base or new] = value
     return out
 
 
-def _new_state_dict(value: Any, sd: StateDict, p: RemapPlan, order: Sequence[str] | None) -> PickledDict | None:
-    """The remapped dict for one section value (a tensor dict or a pickled module); None if it cannot tell."""
+def _under_moved(path: str, moved: Mapping[str, str]) -> str:
+    """A module without tensors (an Identity, a Dropout) goes where its nearest moved ancestor goes."""
+    head, rest = path, ""
+    while "." in head:
+        head, leaf = head.rsplit(".", 1)
+        rest = f".{leaf}{rest}"
+        if head in moved:
+            return moved[head] + rest
+    return path
+
+
+def _new_state_dict(value: Any, sd: StateDict, p: RemapPlan, order: Sequence[str] | None
+                    ) -> PickledDict | Stub | None:
+    """The remapped value of one section (a tensor dict or a pickled module); None if it cannot tell."""
     fwd = p.forward
     rank = {k: i for i, k in enumerate(order or ())}
     moved = sorted(((fwd[k], sd[k]) for k in sd if k in fwd), key=lambda kv: rank.get(kv[0], len(rank)))
     out = PickledDict(ordered=True)
     if isinstance(value, Stub):
+        module = rewrite_module(value, fwd)
+        if module is not None and (not rank or list(_module_keys(module)) == [k for k, _ in moved]):
+            return module
         out.update(moved)
         return out
     prefixes = _prefixes(value, sd)
     if not prefixes:
         return None
+    if isinstance(value, PickledDict):  # a plain dict stays plain, an OrderedDict ordered
+        out.ordered = value.ordered
     new_of = {pre + k: pre + fwd[k] for pre in prefixes for k in sd if k in fwd}
     model_keys = {pre + k for pre in prefixes for k in sd}
     for key, item in value.items():  # entries that are not the model's (n_averaged, steps) stay as they were
@@ -200,11 +226,13 @@ def apply_rules(ckpt: Checkpoint, rules: Sequence[Rule], model_plan: RemapPlan, 
             continue
         replace[id(node)] = new
         result.sections.append(SectionChange(kind, source, len(p.mapping), len(p.renamed), len(p.dropped)))
-        if isinstance(node, Stub):
+        if isinstance(node, Stub) and not isinstance(new, Stub):
+            why = ("it is a TorchScript module, whose code is not rewritten" if node.qualname.startswith("__torch__.")
+                   else "the renames move tensors under other modules, which the class cannot hold")
             result.findings.append(Finding(
-                "remap.pickled-module", "info",
-                f"{source} was a pickled {node.qualname}; it is written as its state_dict (the class and "
-                "attributes outside the state_dict are not kept)", where=source))
+                "remap.pickled-module", "warn",
+                f"{source} was a pickled {node.qualname}; {why}, so it is written as its state_dict (the class "
+                "and attributes outside the state_dict are not kept)", where=source))
     model = ckpt.sections.get("model")
     for source, opt in _optimizers(ckpt):
         if drop_optimizer:
@@ -220,30 +248,15 @@ def apply_rules(ckpt: Checkpoint, rules: Sequence[Rule], model_plan: RemapPlan, 
         result.findings += done.findings
         if done.value is not None:
             replace[id(opt)] = done.value
-    result.tree = _rebuild(ckpt.tree, replace, result.findings)
+    result.tree = _rebuild(ckpt.tree, replace)
     return result
 
 
-def _plain(stub: Stub, path: str, findings: list[Finding]) -> Any:
-    """A foreign object as plain data the writer accepts, or an error naming it."""
-    if is_module(stub):
-        findings.append(Finding("remap.pickled-module", "info",
-                                f"{path or 'the root'} was a pickled {stub.qualname}; written as its state_dict",
-                                where=path))
-        out = PickledDict(ordered=True)
-        out.update(module_state_dict(stub).items())
-        return out
-    attrs = stub.attributes
-    if attrs and not stub.args and not any(isinstance(v, Stub) for _, v in walk(attrs)):
-        findings.append(Finding("remap.object-as-dict", "warn",
-                                f"{path} was a pickled {stub.qualname}; written as a plain dict of its attributes",
-                                where=path))
-        return dict(attrs)
-    raise UnsupportedFormat(f"{path or 'the root'} holds a pickled {stub.qualname}, which cannot be written as data",
-                            hint="write the weights alone with ckpttool convert, then remap that file")
+def _module_keys(module: Stub) -> list[str]:
+    return list(module_state_dict(module))
 
 
-def _rebuild(root: Any, replace: dict[int, Any], findings: list[Finding]) -> Any:
+def _rebuild(root: Any, replace: dict[int, Any]) -> Any:
     """A copy of the container skeleton of ``root`` with nodes swapped by identity (post-order, iterative)."""
     built: dict[int, Any] = {}
     stack: list[tuple[Any, str, bool]] = [(root, "", False)]
@@ -258,8 +271,8 @@ def _rebuild(root: Any, replace: dict[int, Any], findings: list[Finding]) -> Any
             raise ResourceLimit("the checkpoint tree is too large to rebuild")
         if key in replace:
             built[key] = replace[key]
-        elif isinstance(node, Stub):
-            built[key] = _plain(node, path, findings)
+        elif isinstance(node, Stub):  # kept as it was read; the writer emits it again
+            continue
         elif not ready:
             stack.append((node, path, True))
             stack += [(v, f"{path}.{k}" if path else str(k), False) for k, v in children(node)]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ckpttool.errors import RemapConflict, UsageError
+from ckpttool.io.write.sanitize import Sanitizer
 from ckpttool.model import Checkpoint, Finding
 from ckpttool.ops.remap.align import Alignment, Coverage, Target, align, coverage
 from ckpttool.ops.remap.apply import Applied, SectionChange, apply_rules
@@ -47,6 +48,7 @@ class RemapOptions:
     strict: bool = False
     drop_optimizer: bool = False
     allow_partial: bool = False
+    sanitize: bool = False  # write pickled objects as plain data (weights_only-loadable)
 
     def check(self) -> None:
         if self.to not in (None, "sequential", "named"):
@@ -197,8 +199,15 @@ def remap(path: Path, opts: RemapOptions, output: Path | None = None, *, dry_run
                                   "and remap that; --dry-run shows the mapping")
 
         meta_st = ckpt.members.get("__metadata__") if fmt == "safetensors" else None
+        sanitizer = Sanitizer() if opts.sanitize and fmt != "safetensors" else None
         result.output = write_checkpoint(applied.tree, Path(output), inputs=[Path(path)], force=force, fmt=fmt,
-                                         metadata=dict(meta_st) if isinstance(meta_st, dict) else None)
+                                         metadata=dict(meta_st) if isinstance(meta_st, dict) else None,
+                                         transform=sanitizer)
+        if sanitizer is not None and sanitizer.changes:
+            shown = ", ".join(f"{c.path} ({c.was} → {c.now})" for c in sanitizer.changes[:4])
+            result.findings.append(Finding("remap.sanitized", "info", f"--sanitize wrote {len(sanitizer.changes)} "
+                                           f"pickled object(s) as plain data: {shown}"
+                                           + (" …" if len(sanitizer.changes) > 4 else "")))
     return result
 
 

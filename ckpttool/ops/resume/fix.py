@@ -9,8 +9,10 @@ Only patches with one clear meaning are made:
   alone would jump. We keep the fraction done: ``T' = R / (1 - L/T)``, ``L' = T' - R`` for the ``R``
   steps the new run still makes, and move the phase ends with the same ``pct_start``.
 
-Pickled ``nn.Module`` objects (YOLOv5 ``model``/``ema``) cannot be written for weights-only loading,
-so the copy holds their state_dicts instead (reported); other foreign objects become plain dicts.
+Everything but the scheduler state is written as it was read: pickled ``nn.Module`` objects
+(YOLOv5 ``model``/``ema``), namespaces and other foreign objects stay what they were. With
+``sanitize`` the copy is weights-only loadable instead: modules become their state_dicts, other
+foreign objects plain dicts (reported).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ckpttool.errors import OutputRefused, ResourceLimit, UsageError
+from ckpttool.io.pickle.rebuilt import plain_value
 from ckpttool.model import GlobalRef, PickledDict, Stub
 from ckpttool.modules import is_module, module_state_dict
 from ckpttool.ops.resume.result import Check
@@ -137,7 +140,7 @@ def _leaf(obj: Any, notes: list[str]) -> Any:
     if isinstance(obj, GlobalRef):
         notes.append(f"reference to {obj.fullname} written as its name")
         return obj.fullname
-    return obj
+    return plain_value(obj)
 
 
 def _set_path(tree: Any, source: str, value: Any) -> None:
@@ -148,14 +151,37 @@ def _set_path(tree: Any, source: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def _path_copy(root: Any, source: str) -> Any:
+    """``root`` with the containers on the way to ``source`` copied (the rest shared, never mutated)."""
+    def copy(node: Any) -> Any:
+        if isinstance(node, PickledDict):
+            out = PickledDict(node, ordered=node.ordered)
+            out.attrs = dict(node.attrs)
+            return out
+        if isinstance(node, dict | list) and type(node) in (dict, list):
+            return type(node)(node)
+        raise UsageError(f"cannot patch the scheduler at {source!r}: it sits inside a {type(node).__name__}")
+
+    out = copy(root)
+    node = out
+    parts: list[Any] = [int(p) if p.isdigit() else p for p in source.split(".")]
+    for p in parts[:-1]:
+        try:
+            node[p] = copy(node[p])
+        except (KeyError, IndexError, TypeError) as exc:
+            raise UsageError(f"cannot find the scheduler at {source!r} in the checkpoint ({exc})") from None
+        node = node[p]
+    return out
+
+
 def write_fixed(tree: Any, source: str, patched: dict[str, Any], output: Path, *, inputs: list[Path],
-                force: bool) -> tuple[dict[str, Any], list[Check]]:
+                force: bool, sanitize: bool = False) -> tuple[dict[str, Any], list[Check]]:
     """Write ``tree`` with the scheduler at ``source`` replaced by ``patched``; returns what was written."""
     from ckpttool.io.write.checkpoint import write_checkpoint
 
     if output.suffix.lower() == ".safetensors":
         raise UsageError("a resumable checkpoint needs a torch format: name the output .pt, .pth or .ckpt")
-    new_tree, notes = plain_tree(tree)
+    new_tree, notes = plain_tree(tree) if sanitize else (_path_copy(tree, source), [])
     if not isinstance(new_tree, dict):
         raise UsageError("only dict checkpoints can be patched")
     try:

@@ -18,7 +18,7 @@ __all__ = ["validate_resume"]
 
 
 def validate_resume(ckpt: Checkpoint, opts: ResumeOptions, *, fix_output: Path | None = None,
-                    force: bool = False) -> ResumeResult:
+                    force: bool = False, sanitize: bool = False) -> ResumeResult:
     """Check that ``ckpt`` can be resumed with ``opts``; with ``fix_output``, write a patched copy.
 
     Raises:
@@ -70,7 +70,7 @@ def validate_resume(ckpt: Checkpoint, opts: ResumeOptions, *, fix_output: Path |
         checks=checks, overflow=plan.overflow)
     result.fixes = _fixes(ckpt, plan, checks, start, old_total, new_total, opts)
     if fix_output is not None:
-        _apply_fix(ckpt, ctx, plan, result, new_total, fix_output, force)
+        _apply_fix(ckpt, ctx, plan, result, new_total, fix_output, force, sanitize)
     return result
 
 
@@ -202,11 +202,12 @@ def _schedule_fixes(plan: LRPlan, model: Schedule, start: int, old_total: int, n
 
 
 def _apply_fix(ckpt: Checkpoint, ctx: ResumeContext, plan: LRPlan, result: ResumeResult, new_total: int,
-               output: Path, force: bool) -> None:
+               output: Path, force: bool, sanitize: bool = False) -> None:
     if ctx.scheduler is None or ctx.scheduler_source is None:
         raise UsageError("--fix needs a saved scheduler state to patch; this checkpoint has none")
     patched, what = patch_scheduler(ctx.scheduler, new_total * plan.unit_steps)
-    written, notes = write_fixed(ckpt.tree, ctx.scheduler_source, patched, output, inputs=[ckpt.path], force=force)
+    written, notes = write_fixed(ckpt.tree, ctx.scheduler_source, patched, output, inputs=[ckpt.path], force=force,
+                                 sanitize=sanitize)
     after = copy.copy(ctx)
     after.scheduler = patched
     replan = make_plan(after, ResumeOptions(epochs=new_total, scheduler="restore",

@@ -1,0 +1,5 @@
+import types
+
+
+class IterableSimpleNamespace(types.SimpleNamespace):
+    pass
