@@ -31,23 +31,11 @@ BENIGN_DATA_GLOBALS: frozenset[str] = frozenset(
 )
 
 # Classes read as stand-ins (their state recorded, nothing called) although their package is one
-# whose other names load or run things: torch's own distributed tensor types as torch.save writes
-# them, under their current names and the older torch.distributed._tensor ones (still aliases).
+# whose other names load or run things: the older torch.distributed._tensor spellings of DTensor's
+# spec and placements. The current names are decoded as DTensor entries (TENSOR_TYPE_GLOBALS in
+# globals_policy.py), so they are data there, not listed here.
 BENIGN_STAND_INS: frozenset[str] = frozenset(
     {
-        "torch.distributed.tensor.DTensor",
-        "torch.distributed.tensor._api.DTensor",
-        "torch.distributed.tensor._dtensor_spec.DTensorSpec",
-        "torch.distributed.tensor._dtensor_spec.TensorMeta",
-        "torch.distributed.tensor._dtensor_spec.ShardOrderEntry",
-        "torch.distributed.tensor.placement_types.Shard",
-        "torch.distributed.tensor.placement_types.Replicate",
-        "torch.distributed.tensor.placement_types.Partial",
-        "torch.distributed.tensor.placement_types._StridedShard",
-        "torch.distributed.device_mesh.DeviceMesh",
-        "torch.distributed._mesh_layout._MeshLayout",
-        "torch.distributed._mesh_layout._FlatLayout",
-        "torch.distributed._tensor.api.DTensor",
         "torch.distributed._tensor.placement_types.DTensorSpec",
         "torch.distributed._tensor.placement_types.TensorMeta",
         "torch.distributed._tensor.placement_types.Shard",
