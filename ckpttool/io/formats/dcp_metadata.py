@@ -54,14 +54,31 @@ class Chunk:
     item: StorageItem
 
 
-@dataclass(slots=True)
 class TensorEntry:
-    """A tensor of the checkpoint: global dtype and shape, and the chunks that hold it."""
+    """A tensor of the checkpoint: global dtype and shape, and the chunks that hold it.
 
-    fqn: str
-    dtype: str
-    shape: tuple[int, ...]
-    chunks: list[Chunk]
+    The chunks are kept as the rows ``.metadata`` gave and checked when first asked for, so opening
+    a folder with hundreds of thousands of chunk entries builds one object per tensor, not per chunk.
+    """
+
+    __slots__ = ("fqn", "dtype", "shape", "_rows", "_chunks", "_where")
+
+    def __init__(self, fqn: str, dtype: str, shape: tuple[int, ...], rows: list[Any], where: Path) -> None:
+        self.fqn, self.dtype, self.shape = fqn, dtype, shape
+        self._rows: list[Any] | None = rows
+        self._chunks: list[Chunk] | None = None
+        self._where = where
+
+    @property
+    def chunk_count(self) -> int:
+        return len(self._rows) if self._rows is not None else len(self._chunks or ())
+
+    @property
+    def chunks(self) -> list[Chunk]:
+        if self._chunks is None:
+            self._chunks = _chunks(self.fqn, self.shape, self._rows or [], self._where)
+            self._rows = None
+        return self._chunks
 
 
 @dataclass(slots=True)
@@ -118,75 +135,107 @@ def _dtype(props: Any) -> str | None:
     return dtype_of_global(_attrs(props).get("dtype"))
 
 
-def _storage(sd: Any, where: Path) -> dict[tuple[str, tuple[int, ...] | None], StorageItem]:
+def _plain_from_stubs(md: Any, where: Path) -> tuple[Any, dict[str, Any], list[Any]]:
+    """The safe VM's tree of ``.metadata`` as the plain tuples ``_build`` takes (see ``dcp_fast.Plain``)."""
+    attrs = _attrs(md)
+    sdm, sd = attrs.get("state_dict_metadata"), attrs.get("storage_data")
+    if not isinstance(sdm, dict):
+        raise UnreadableCheckpoint("DCP .metadata has no state_dict_metadata", path=where)
     if not isinstance(sd, dict):
         raise UnreadableCheckpoint("DCP .metadata has no storage_data (not written by a FileSystemWriter?)",
                                    path=where)
-    out: dict[tuple[str, tuple[int, ...] | None], StorageItem] = {}
+    planner = attrs.get("planner_data") if isinstance(attrs.get("planner_data"), dict) else {}
+    storage: dict[tuple[Any, Any], tuple[Any, ...]] = {}
     for key, info in sd.items():
         k, v = _attrs(key), _attrs(info)
-        fqn, offset = k.get("fqn"), k.get("offset")
-        rel, start, length = v.get("relative_path"), v.get("offset"), v.get("length")
-        transforms = v.get("transform_descriptors") or ()
-        if (not isinstance(fqn, str) or not isinstance(rel, str) or type(start) is not int
-                or type(length) is not int or start < 0 or length < 0
-                or not isinstance(transforms, tuple | list) or not all(isinstance(t, str) for t in transforms)):
-            raise UnreadableCheckpoint("DCP .metadata has a malformed storage entry", path=where)
-        if "/" in rel or "\\" in rel or rel in ("", ".", ".."):
-            raise UnreadableCheckpoint(f"DCP .metadata names a data file outside its folder: {rel!r}", path=where)
-        out[(fqn, None if offset is None else _ints(offset))] = StorageItem(rel, start, length, tuple(transforms))
-    return out
+        offset = k.get("offset")
+        storage[(k.get("fqn"), None if offset is None else _ints(offset))] = (
+            v.get("relative_path"), v.get("offset"), v.get("length"), v.get("transform_descriptors"))
+    entries: list[Any] = []
+    for fqn, item in sdm.items():
+        if not isinstance(item, Stub):
+            raise UnreadableCheckpoint("DCP .metadata has a malformed entry", path=where)
+        name = item.qualname.rsplit(".", 1)[-1]
+        if name != "TensorStorageMetadata":
+            entries.append((fqn, name, None, None, storage.get((fqn, None))))
+            continue
+        a = _attrs(item)
+        chunks = a.get("chunks")
+        rows = None
+        if isinstance(chunks, list):
+            rows = []
+            for c in chunks:
+                offsets = _ints(_attrs(c).get("offsets"))
+                rows.append((offsets, _ints(_attrs(c).get("sizes")), storage.get((fqn, offsets))))
+        entries.append((fqn, name, _dtype(a.get("properties")), _ints(a.get("size")), rows))
+    return attrs.get("version"), planner, entries
 
 
-def _tensor(fqn: str, meta: Stub, storage: dict[tuple[str, tuple[int, ...] | None], StorageItem],
-            where: Path) -> TensorEntry:
-    attrs = _attrs(meta)
-    dtype, shape = _dtype(attrs.get("properties")), _ints(attrs.get("size"))
-    chunks_meta = attrs.get("chunks")
-    if dtype is None or shape is None or not isinstance(chunks_meta, list):
-        raise UnreadableCheckpoint(f"DCP tensor {fqn!r} has no readable dtype, size or chunks", path=where)
+def _item(row: Any, fqn: str, where: Path) -> StorageItem:
+    if row is None:
+        raise UnreadableCheckpoint(f"DCP entry {fqn!r} has no storage entry", path=where)
+    rel, start, length, transforms = row
+    transforms = transforms or ()
+    if (not isinstance(rel, str) or type(start) is not int or type(length) is not int or start < 0 or length < 0
+            or not isinstance(transforms, tuple | list) or not all(isinstance(t, str) for t in transforms)):
+        raise UnreadableCheckpoint(f"DCP .metadata has a malformed storage entry for {fqn!r}", path=where)
+    if "/" in rel or "\\" in rel or rel in ("", ".", ".."):
+        raise UnreadableCheckpoint(f"DCP .metadata names a data file outside its folder: {rel!r}", path=where)
+    return StorageItem(rel, start, length, tuple(transforms))
+
+
+def _chunks(fqn: str, shape: tuple[int, ...], rows: list[Any], where: Path) -> list[Chunk]:
     chunks: list[Chunk] = []
-    for c in chunks_meta:
-        ca = _attrs(c)
-        offsets, sizes = _ints(ca.get("offsets")), _ints(ca.get("sizes"))
+    for offsets, sizes, storage in rows:
         if offsets is None or sizes is None or len(offsets) != len(shape) or len(sizes) != len(shape) \
-                or any(o + s > d for o, s, d in zip(offsets, sizes, shape)):
+                or any(o < 0 or s < 0 or o + s > d for o, s, d in zip(offsets, sizes, shape)):
             raise UnreadableCheckpoint(f"DCP tensor {fqn!r} has a chunk outside its shape", path=where)
-        item = storage.get((fqn, offsets))
-        if item is None:
-            raise UnreadableCheckpoint(f"DCP tensor {fqn!r}: no storage entry for its chunk at {list(offsets)}",
-                                       path=where)
-        chunks.append(Chunk(offsets, sizes, item))
-    return TensorEntry(fqn, dtype, shape, chunks)
+        chunks.append(Chunk(offsets, sizes, _item(storage, f"{fqn}@{list(offsets)}", where)))
+    return chunks
+
+
+def _build(folder: Path, where: Path, plain: tuple[Any, dict[str, Any], list[Any]], load: PickleLoad) -> DcpMetadata:
+    from ckpttool.dtypes import by_name
+
+    version, planner, rows = plain
+    entries: dict[str, TensorEntry | BytesEntry] = {}
+    paths: dict[str, tuple[Any, ...]] = {}
+    files: set[str] = set()
+    for fqn, kind, dtype, shape, extra in rows:
+        if not isinstance(fqn, str) or fqn in entries:
+            raise UnreadableCheckpoint("DCP .metadata has a malformed entry", path=where)
+        path = planner.get(fqn) if isinstance(planner, dict) else None
+        paths[fqn] = tuple(path) if isinstance(path, tuple | list) and path else (fqn,)
+        if kind == "TensorStorageMetadata":
+            if not isinstance(dtype, str) or by_name(dtype) is None or _ints(shape) is None \
+                    or not isinstance(extra, list):
+                raise UnreadableCheckpoint(f"DCP tensor {fqn!r} has no readable dtype, size or chunks", path=where)
+            entries[fqn] = TensorEntry(fqn, dtype, shape, extra, where)
+            files.update(r[2][0] for r in extra if r[2] is not None and isinstance(r[2][0], str))
+        else:
+            item = _item(extra, fqn, where)
+            files.add(item.relative_path)
+            entries[fqn] = BytesEntry(fqn, item)
+    return DcpMetadata(folder, entries, paths, load, version if isinstance(version, str) else None, files)
 
 
 def read_metadata(folder: Path) -> DcpMetadata:
-    """Parse ``folder/.metadata`` with the safe VM; nothing in it is called or imported."""
+    """Parse ``folder/.metadata``; nothing in it is called or imported (see ``dcp_fast`` for large ones)."""
+    from ckpttool.io.formats.dcp_fast import fast_plain
+
     meta_path = folder / ".metadata"
     size = meta_path.stat().st_size
     if size > MAX_METADATA:
         raise ResourceLimit(f".metadata is {size} bytes", path=meta_path)
-    load = run_pickle(meta_path.read_bytes(), ".metadata", None)
-    attrs = _attrs(load.value)
-    sdm = attrs.get("state_dict_metadata")
-    if not isinstance(sdm, dict):
-        raise UnreadableCheckpoint("DCP .metadata has no state_dict_metadata", path=meta_path)
-    planner = attrs.get("planner_data") if isinstance(attrs.get("planner_data"), dict) else {}
-    storage = _storage(attrs.get("storage_data"), meta_path)
-    entries: dict[str, TensorEntry | BytesEntry] = {}
-    paths: dict[str, tuple[Any, ...]] = {}
-    for fqn, item in sdm.items():
-        if not isinstance(fqn, str) or not isinstance(item, Stub):
-            raise UnreadableCheckpoint("DCP .metadata has a malformed entry", path=meta_path)
-        path = planner.get(fqn)
-        paths[fqn] = tuple(path) if isinstance(path, tuple | list) and path else (fqn,)
-        if item.qualname.endswith("TensorStorageMetadata"):
-            entries[fqn] = _tensor(fqn, item, storage, meta_path)
-        else:
-            found = storage.get((fqn, None))
-            if found is None:
-                raise UnreadableCheckpoint(f"DCP entry {fqn!r} has no storage entry", path=meta_path)
-            entries[fqn] = BytesEntry(fqn, found)
-    version = attrs.get("version")
-    files = {s.relative_path for s in storage.values()}
-    return DcpMetadata(folder, entries, paths, load, version if isinstance(version, str) else None, files)
+    data = meta_path.read_bytes()
+    fast = fast_plain(data)
+    if fast is not None:
+        from collections import Counter
+
+        from ckpttool.io.pickle.globals_policy import classify
+
+        seen = Counter({(m, n): c for m, n, c in fast[3]})
+        load = PickleLoad(".metadata", None, len(data), seen, {k: classify(*k) for k in seen})
+        return _build(folder, meta_path, fast[:3], load)
+    load = run_pickle(data, ".metadata", None)
+    return _build(folder, meta_path, _plain_from_stubs(load.value, meta_path), load)
