@@ -240,44 +240,22 @@ def _to_torch(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Cast
                          dropped=dropped, notes=notes)
 
 
-def _materialize(root: Any, fn: Callable[[Any, Any], Any] | None) -> Any:
-    """A copy of ``root`` with torch tensors for ``TensorRef``s (iterative; shared objects stay shared)."""
-    memo: dict[int, Any] = {}
-    keep: list[Any] = []
-    holder: list[Any] = [None]
-    tuples: list[tuple[Any, Any, list[Any]]] = []
-    stack: list[tuple[Any, Any, Any, tuple[Any, ...] | None]] = [(root, holder, 0, ())]
-    while stack:
-        obj, parent, key, path = stack.pop()
+def _no_stubs(fn: Callable[[Any, Any], Any] | None) -> Callable[[Any, Any], Any]:
+    """``fn``, then a refusal of any pickled object left (a DCP folder holds plain data and tensors)."""
+
+    def check(obj: Any, path: Any) -> Any:
         obj = fn(obj, path) if fn is not None else obj
-        if id(obj) in memo:
-            parent[key] = memo[id(obj)]
-            continue
-        keep.append(obj)
-        if isinstance(obj, TensorRef):
-            value: Any = obj.to_torch()
-        elif isinstance(obj, dict):
-            value = {}
-            stack.extend((v, value, k, None if path is None else (*path, k)) for k, v in reversed(obj.items()))
-        elif isinstance(obj, list | tuple):
-            value = [None] * len(obj)
-            stack.extend((v, value, i, None if path is None else (*path, i)) for i, v in reversed(list(enumerate(obj))))
-            if isinstance(obj, tuple):
-                tuples.append((parent, key, value))
-        elif isinstance(obj, Stub):
+        if isinstance(obj, Stub):
             raise UsageError(f"{'.'.join(map(str, path or ()))} is a pickled {obj.qualname}", hint="pass --sanitize")
-        else:
-            value = obj
-        memo[id(obj)] = value
-        parent[key] = value
-    for parent, key, value in reversed(tuples):
-        parent[key] = tuple(value)
-    return holder[0]
+        return obj
+
+    return check
 
 
 def _to_dcp(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Caster | None,
             inputs: tuple[Path, ...]) -> ConvertResult:
-    from ckpttool.io.formats.dcp import write_dcp
+    """Stream the checkpoint (or one state_dict) into a DCP folder; see ``io/write/dcp.py``."""
+    from ckpttool.io.write.dcp import write_dcp_folder
 
     sanitizer = Sanitizer() if opts.sanitize else None
     if ckpt.format in ("safetensors", "sharded") or opts.ema or opts.section or opts.strip_optimizer:
@@ -288,22 +266,12 @@ def _to_dcp(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Caster
     else:
         content, tree = "checkpoint", ckpt.tree
         fn = _transform(ckpt, caster, sanitizer)
-    state = _materialize(tree, fn)
-    if not isinstance(state, dict):
+    if not isinstance(tree, dict):
         raise UsageError("a DCP folder holds a dict; this checkpoint's root is not one")
-    nbytes = write_dcp(state, output, inputs=inputs, force=opts.force)
-    import torch
-
-    count = sum(isinstance(v, torch.Tensor) for v in _flat_values(state))
-    return ConvertResult(ckpt.path, ckpt.format, ckpt.layout, output, "dcp", content, "", count, nbytes,
-                         changes=sanitizer.changes if sanitizer else [],
-                         notes=["a DCP folder has no single sha256; each file is verified by reading it back"])
-
-
-def _flat_values(root: Any) -> list[Any]:
-    from ckpttool.tree import walk
-
-    return [v for _, v in walk(root) if not isinstance(v, dict | list | tuple)]
+    written = write_dcp_folder(tree, output, inputs=inputs, force=opts.force, transform=_no_stubs(fn))
+    return ConvertResult(ckpt.path, ckpt.format, ckpt.layout, output, "dcp", content, "", written.tensors,
+                         written.nbytes, changes=sanitizer.changes if sanitizer else [],
+                         notes=["a DCP folder has no single sha256; each tensor is verified by reading it back"])
 
 
 def _check(opts: ConvertOptions, out_fmt: str) -> None:

@@ -17,16 +17,12 @@ pickle, and its tensor data is refused (``UnsafeContent``): the folder is not wh
 
 from __future__ import annotations
 
-import contextlib
-import secrets
-import shutil
-import warnings
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ckpttool.errors import CkptError, OutputRefused, UnreadableCheckpoint, UnsafeContent, VerificationFailed
+from ckpttool.errors import CkptError, UnreadableCheckpoint, UnsafeContent
 from ckpttool.io.boxes import Box, BoxSource
 from ckpttool.io.formats.dcp_items import DataFiles, open_chunk, read_value
 from ckpttool.io.formats.dcp_metadata import (
@@ -174,56 +170,10 @@ def load_dcp_values(folder: Path, fqns: list[str]) -> dict[str, Any]:
 
 
 def write_dcp(state: dict[str, Any], output: Path, *, inputs: tuple[Path, ...] = (), force: bool = False) -> int:
-    """Save ``state`` (torch tensors and plain values) as a DCP folder at ``output``; returns its size."""
-    from ckpttool.io.write.atomic import fsync_dir
+    """Save ``state`` (tensors and plain values) as a DCP folder at ``output``; returns its size.
 
-    for src in inputs:
-        with contextlib.suppress(OSError):
-            if output.resolve() == Path(src).resolve() or Path(src).resolve().is_relative_to(output.resolve()):
-                raise OutputRefused("the output folder holds an input", path=output)
-    if output.exists() and not force:
-        raise OutputRefused("the output exists", hint="pass --force to replace it", path=output)
-    if not output.parent.is_dir():
-        raise OutputRefused("the output folder's parent does not exist", path=output)
-    tmp = output.parent / f".{output.name}.{secrets.token_hex(4)}.ckpttool-tmp"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import torch.distributed.checkpoint as dcp
+    Streamed, verified and atomic: see ``ckpttool.io.write.dcp``.
+    """
+    from ckpttool.io.write.dcp import write_dcp_folder
 
-            dcp.save(state, checkpoint_id=tmp, no_dist=True)
-        _verify(tmp, state)
-        if output.exists():
-            old = output.parent / f".{output.name}.{secrets.token_hex(4)}.ckpttool-old"
-            output.rename(old)
-            tmp.rename(output)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(output)
-        fsync_dir(output.parent)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return sum(p.stat().st_size for p in output.iterdir() if p.is_file())
-
-
-def _verify(folder: Path, state: dict[str, Any]) -> None:
-    import torch
-    from torch.distributed.checkpoint._nested_dict import flatten_state_dict
-
-    flat, _ = flatten_state_dict(state)
-    try:
-        meta = read_metadata(folder)
-    except CkptError as exc:
-        raise VerificationFailed(f"the DCP folder does not read back: {exc.message}", path=folder) from None
-    if set(meta.entries) != set(flat):
-        raise VerificationFailed("the DCP folder does not hold the entries written", path=folder)
-    files = DataFiles(folder)
-    for fqn, value in flat.items():
-        entry = meta.entries[fqn]
-        if isinstance(value, torch.Tensor):
-            ok = isinstance(entry, TensorEntry) and entry.dtype == str(value.dtype).removeprefix("torch.") \
-                and torch.equal(_tensor(meta, files, entry).to_torch(), value.detach().cpu())
-        else:
-            ok = isinstance(entry, BytesEntry)
-        if not ok:
-            raise VerificationFailed(f"DCP entry {fqn!r} did not read back as written", path=folder)
+    return write_dcp_folder(state, output, inputs=inputs, force=force).nbytes
