@@ -119,3 +119,27 @@ def test_dcp_written_by_ranks_converts_back_to_dcp(dcp_folders: dict[str, Path],
     want = _full_state(src)
     got = _full_state(tmp_path / "again")
     assert sorted(got) == sorted(want) and all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_remap_rewrites_only_the_metadata(dcp_folders: dict[str, Path], tmp_path: Path) -> None:
+    from ckpttool.io.formats.dcp_metadata import TensorEntry, read_metadata
+    from tests.dcp.test_commands import _full_state
+
+    src = dcp_folders["shard0"]
+    out = tmp_path / "renamed"
+    assert main(["remap", str(src), "-o", str(out), "--map", "emb=embed"]) == 0
+    want = _full_state(src)
+    got = _full_state(out)
+    assert "model.embed.weight" in got and "model.emb.weight" not in got
+    for k, v in want.items():
+        assert torch.equal(got[k.replace("model.emb.", "model.embed.")], v)
+    for name in ("__0_0.distcp", "__1_0.distcp"):
+        assert (out / name).read_bytes() == (src / name).read_bytes()
+    old, new = read_metadata(src), read_metadata(out)
+    a, b = old.entries["model.emb.weight"], new.entries["model.embed.weight"]
+    assert isinstance(a, TensorEntry) and isinstance(b, TensorEntry) and len(b.chunks) == len(a.chunks) == 2
+    import torch.distributed.checkpoint as dcp
+
+    state: dict = {"epoch": None, "args": {"lr": None, "name": None}}
+    dcp.load(state, checkpoint_id=out, no_dist=True)
+    assert state == {"epoch": 3, "args": {"lr": 0.5, "name": "run"}}

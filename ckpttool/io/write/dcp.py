@@ -212,8 +212,12 @@ def write_data_file(folder: Path, name: str, entries: Sequence[DcpEntry], on_ite
     return out
 
 
-def write_metadata(folder: Path, entries: Sequence[DcpEntry], items: Sequence[ItemWritten]) -> None:
-    """``.metadata`` as torch's ``FileSystemWriter`` pickles it (its own data classes), written last."""
+def write_metadata(folder: Path, entries: Sequence[DcpEntry], items: Sequence[ItemWritten],
+                   reused: dict[str, list[Any]] | None = None) -> None:
+    """``.metadata`` as torch's ``FileSystemWriter`` pickles it (its own data classes), written last.
+
+    ``reused`` maps an fqn to the chunks (``dcp_metadata.Chunk``) it keeps from a linked folder.
+    """
     import pickle
 
     import torch
@@ -232,6 +236,16 @@ def write_metadata(folder: Path, entries: Sequence[DcpEntry], items: Sequence[It
     sdm: dict[str, Any] = {}
     storage: dict[Any, Any] = {}
     for e in entries:
+        if reused and e.fqn in reused:
+            chunks = []
+            for c in reused[e.fqn]:
+                offsets, sizes = torch.Size(c.offsets), torch.Size(c.sizes)
+                chunks.append(ChunkStorageMetadata(offsets=offsets, sizes=sizes))
+                storage[MetadataIndex(e.fqn, offsets)] = _StorageInfo(c.item.relative_path, c.item.offset,
+                                                                      c.item.length)
+            sdm[e.fqn] = TensorStorageMetadata(TensorProperties(dtype=getattr(torch, e.value.dtype)),
+                                               torch.Size(e.value.shape), chunks)
+            continue
         item = where[e.fqn]
         info = _StorageInfo(item.relative_path, item.offset, item.length)
         if isinstance(e.value, TensorRef):
@@ -294,7 +308,8 @@ def commit_folder(tmp: Path, output: Path) -> None:
     fsync_dir(output.parent)
 
 
-def verify_folder(folder: Path, entries: Sequence[DcpEntry], items: Sequence[ItemWritten]) -> None:
+def verify_folder(folder: Path, entries: Sequence[DcpEntry], items: Sequence[ItemWritten],
+                  reused: dict[str, list[Any]] | None = None) -> None:
     """Read ``folder`` back through ckpttool's reader: every entry there, every tensor's bytes as written."""
     from ckpttool.io.formats.dcp import DataFiles, _tensor
     from ckpttool.io.formats.dcp_metadata import TensorEntry, read_metadata
@@ -305,6 +320,10 @@ def verify_folder(folder: Path, entries: Sequence[DcpEntry], items: Sequence[Ite
         raise VerificationFailed(f"the DCP folder does not read back: {exc.message}", path=folder) from None
     if list(meta.entries) != [e.fqn for e in entries]:
         raise VerificationFailed("the DCP folder does not hold the entries written", path=folder)
+    for fqn, chunks in (reused or {}).items():
+        got = meta.entries[fqn]
+        if not isinstance(got, TensorEntry) or got.chunks != chunks:
+            raise VerificationFailed(f"DCP tensor {fqn!r} does not keep its chunks", path=folder)
     files = DataFiles(folder)
     try:
         for item in items:
@@ -326,26 +345,65 @@ def verify_folder(folder: Path, entries: Sequence[DcpEntry], items: Sequence[Ite
         files.close()
 
 
+def _reusable(entries: Sequence[DcpEntry], source: Any) -> dict[str, list[Any]]:
+    """Tensors that are, unchanged, tensors of the linked folder ``source``: their chunks, by fqn."""
+    from ckpttool.io.formats.dcp import DcpSource
+
+    out: dict[str, list[Any]] = {}
+    for e in entries:
+        v = e.value
+        src = v.storage.source if isinstance(v, TensorRef) else None
+        if isinstance(src, DcpSource) and src.meta is source and v.storage_offset == 0 and v.is_contiguous \
+                and v.shape == src.entry.shape and v.dtype == src.entry.dtype:
+            out[e.fqn] = src.entry.chunks
+    return out
+
+
+def _link(source: Path, name: str, tmp: Path) -> None:
+    try:
+        os.link(source / name, tmp / name)
+    except OSError:
+        shutil.copyfile(source / name, tmp / name)
+
+
+def _first_free(names: set[str]) -> int:
+    import re
+
+    taken = [int(m.group(1)) for n in names if (m := re.match(r"__(\d+)_\d+\.distcp$", n))]
+    return max(taken, default=-1) + 1
+
+
 def write_dcp_folder(tree: dict[Any, Any], output: Path, *, inputs: Sequence[Path] = (), force: bool = False,
-                     files: int = 1, transform: Transform | None = None) -> DcpWritten:
-    """Write ``tree`` as a DCP folder at ``output`` (see the module docstring)."""
+                     files: int = 1, transform: Transform | None = None, link_from: Any = None) -> DcpWritten:
+    """Write ``tree`` as a DCP folder at ``output`` (see the module docstring).
+
+    ``link_from`` (the ``DcpMetadata`` of an input folder): tensors that are that folder's, unchanged,
+    keep their chunks, and its data files are hard-linked (copied across file systems) rather than
+    rewritten; only the rest goes into new data files (``remap`` renames keys this way).
+    """
     check_folder_target(output, inputs, force)
     entries = flatten(tree, transform)
-    plan = plan_files(entries, files)
+    reused = _reusable(entries, link_from) if link_from is not None else {}
+    fresh = [e for e in entries if e.fqn not in reused]
+    plan = plan_files(fresh, files) if fresh else []
     tmp = temp_folder(output)
     try:
         items: list[ItemWritten] = []
-        names = []
+        linked = sorted({c.item.relative_path for chunks in reused.values() for c in chunks})
+        for name in linked:
+            _link(link_from.folder, name, tmp)
+        first = _first_free(set(linked))
+        names = list(linked)
         for n, idx in enumerate(plan):
-            name = f"__{n}_0.distcp"
+            name = f"__{first + n}_0.distcp"
             names.append(name)
-            items += write_data_file(tmp, name, [entries[i] for i in idx])
-        write_metadata(tmp, entries, items)
-        verify_folder(tmp, entries, items)
+            items += write_data_file(tmp, name, [fresh[i] for i in idx])
+        write_metadata(tmp, entries, items, reused)
+        verify_folder(tmp, entries, items, reused)
         fsync_dir(tmp)
         commit_folder(tmp, output)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     nbytes = sum(p.stat().st_size for p in output.iterdir() if p.is_file())
-    return DcpWritten(output, names, sum(i.sha256 is not None for i in items),
+    return DcpWritten(output, names, len(reused) + sum(i.sha256 is not None for i in items),
                       sum(i.sha256 is None for i in items), nbytes, items)

@@ -112,6 +112,8 @@ def _derived(opts: RemapOptions, base: RemapPlan, sd_meta: dict[str, Any] | None
 
 
 def _output_format(ckpt: Checkpoint, output: Path | None, findings: list[Finding]) -> str:
+    if ckpt.format == "dcp" and output is not None and output.suffix.lower() in ("", ".dcp"):
+        return "dcp"
     fmt = "safetensors" if ckpt.format == "safetensors" else "torch"
     if output is not None and (output.suffix.lower() == ".safetensors") != (fmt == "safetensors"):
         raise UsageError(f"remap writes the input's format ({ckpt.format}); {output.name} names another",
@@ -163,13 +165,24 @@ def remap(path: Path, opts: RemapOptions, output: Path | None = None, *, dry_run
     _enforce_strict(opts, findings)
     result = RemapResult(Path(path), ckpt.layout, kind, final, findings, cov, applied.sections,
                          applied.optimizers, dry_run=dry_run)
-    if not dry_run and output is not None:
+    if not dry_run and output is not None and fmt == "dcp":
+        result.output = _write_dcp(ckpt, applied.tree, Path(output), Path(path), force)
+    elif not dry_run and output is not None:
         from ckpttool.io.write.checkpoint import write_checkpoint
 
         meta_st = ckpt.members.get("__metadata__") if fmt == "safetensors" else None
         result.output = write_checkpoint(applied.tree, Path(output), inputs=[Path(path)], force=force, fmt=fmt,
                                          metadata=dict(meta_st) if isinstance(meta_st, dict) else None)
     return result
+
+
+def _write_dcp(ckpt: Checkpoint, tree: Any, output: Path, path: Path, force: bool) -> Any:
+    """A DCP folder to a DCP folder: new ``.metadata``, the input's data files linked, changed values rewritten."""
+    from ckpttool.io.write.checkpoint import WriteResult
+    from ckpttool.io.write.dcp import write_dcp_folder
+
+    written = write_dcp_folder(tree, output, inputs=[path], force=force, link_from=ckpt.members.get("dcp"))
+    return WriteResult(output, "", "dcp", written.tensors, written.nbytes)
 
 
 def _plan_findings(p: RemapPlan) -> list[Finding]:
