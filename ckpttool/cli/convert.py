@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from ckpttool.cli.common import emit_json, input_path, json_option, print_renderable
+from ckpttool.cli.common import (
+    emit_json,
+    input_path,
+    jobs_option,
+    json_option,
+    print_renderable,
+    quiet_rank,
+    resolve_jobs,
+)
 
 
 @click.command("convert")
@@ -25,9 +33,11 @@ from ckpttool.cli.common import emit_json, input_path, json_option, print_render
 @click.option("--max-shard-size", metavar="SIZE", help="Write sharded safetensors (e.g. 2GB) with an index.")
 @click.option("--hash-name", is_flag=True, help="Put the first 8 hex digits of the sha256 in the file name.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists (never an input).")
+@jobs_option
 @json_option
 def command(path: Path, output: Path, section: str | None, ema: bool, dtype: str | None, strip_optimizer: bool,
-            sanitize: bool, max_shard_size: str | None, hash_name: bool, force: bool, as_json: bool) -> int:
+            sanitize: bool, max_shard_size: str | None, hash_name: bool, force: bool, jobs: int | None,
+            as_json: bool) -> int:
     """Convert PATH to OUTPUT: torch ↔ safetensors, sharded, cast, EMA, release or sanitised form.
 
     The output format follows OUTPUT's extension. safetensors holds one state_dict (the model,
@@ -50,8 +60,10 @@ def command(path: Path, output: Path, section: str | None, ema: bool, dtype: str
 
     opts = ConvertOptions(section=section, ema=ema, dtype=dtype, strip_optimizer=strip_optimizer,
                           sanitize=sanitize, max_shard_size=parse_size(max_shard_size) if max_shard_size else None,
-                          hash_name=hash_name, force=force)
+                          hash_name=hash_name, force=force, jobs=resolve_jobs(jobs))
     result = convert(path, output, opts)
+    if quiet_rank():
+        return 0
     if as_json:
         emit_json(result.to_dict())
     else:

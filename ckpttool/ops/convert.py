@@ -13,6 +13,7 @@ Everything is streamed: tensors are read, cast and written chunk by chunk.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ class ConvertOptions:
     max_shard_size: int | None = None
     hash_name: bool = False
     force: bool = False
+    jobs: int = 1  # worker processes for shard sets (the same bytes for any number)
 
 
 @dataclass
@@ -166,7 +168,7 @@ def _to_safetensors(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster
         from ckpttool.io.formats.sharded import write_sharded
 
         main, shards = write_sharded(unique, output, opts.max_shard_size, metadata=metadata, inputs=inputs,
-                                     force=opts.force)
+                                     force=opts.force, jobs=opts.jobs)
     else:
         main = write_checkpoint(unique, output, inputs=inputs, force=opts.force, metadata=metadata,
                                 hash_name=opts.hash_name)
@@ -285,6 +287,15 @@ def _check(opts: ConvertOptions, out_fmt: str) -> None:
         raise UsageError(f"--section {opts.section!r}: only the model and ema sections hold weights to convert")
 
 
+def _check_ranks(opts: ConvertOptions) -> None:
+    """Under torchrun the ranks split a shard set between them; any other output would be written by all."""
+    from ckpttool.parallel import ranks_from_env
+
+    if ranks_from_env() is not None and not opts.max_shard_size:
+        raise UsageError("under torchrun, convert splits the work by output shard: pass --max-shard-size",
+                         hint="or run it as one process")
+
+
 def convert(input_path: str | Path, output: str | Path, options: ConvertOptions | None = None) -> ConvertResult:
     """Convert the checkpoint at ``input_path`` into ``output``; see the module docstring.
 
@@ -293,12 +304,25 @@ def convert(input_path: str | Path, output: str | Path, options: ConvertOptions 
     """
     opts = options or ConvertOptions()
     output = Path(output)
+    _check_ranks(opts)
+    made: Path | None = None
     if opts.max_shard_size and (output.is_dir() or not output.suffix):  # a folder of shards, made if need be
         if not output.is_dir():
-            if not output.parent.is_dir() or output.exists():
+            if not output.parent.is_dir() or (output.exists() and not output.is_dir()):
                 raise OutputRefused("the output folder cannot be created here", path=output)
-            output.mkdir()
+            output.mkdir(exist_ok=True)  # exist_ok: the ranks of a torchrun group race to make it
+            made = output
         output = output / "model.safetensors"
+    try:
+        return _convert(input_path, output, opts)
+    except BaseException:
+        if made is not None:
+            with contextlib.suppress(OSError):
+                made.rmdir()  # only if empty: a failed write leaves no folder behind either
+        raise
+
+
+def _convert(input_path: str | Path, output: Path, opts: ConvertOptions) -> ConvertResult:
     dcp_out = not opts.max_shard_size and (output.is_dir() or output.suffix in ("", ".dcp"))
     out_fmt = "dcp" if dcp_out else output_format(output)
     _check(opts, out_fmt)
