@@ -42,6 +42,9 @@ def test_shard_set_bytes_do_not_depend_on_jobs(dcp_folders: dict[str, Path], tmp
         for k, v in load_file(tmp_path / "j2" / name).items():
             assert torch.equal(v, full[f"model.{k}"])
     assert not [p for p in (tmp_path / "j2").iterdir() if p.name.startswith(".")]
+    again = ["convert", str(src), "-o", str(tmp_path / "j2"), "--max-shard-size", "200B", "--jobs", "2"]
+    assert main(again) == 2  # the shards exist
+    assert main([*again, "--force"]) == 0 and _hashes(tmp_path / "j2") == outs["1"]
 
 
 def test_diff_report_does_not_depend_on_jobs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -81,9 +81,10 @@ def _publish(hidden: Sequence[Path], paths: Sequence[Path], force: bool, publish
     moved: list[Path] = []
     try:
         for h, p in zip(hidden, paths):
-            commit(h, p, force)
+            commit(h, p, force)  # a link (then the hidden name goes) or, with force, a rename
             moved.append(p)
-            os.unlink(h)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(h)
         return publish()
     except BaseException:
         for p in moved:
