@@ -54,3 +54,31 @@ def test_a_failing_unit_raises_its_error_in_the_caller(always_parallel: None) ->
     with pytest.raises(TruncatedFile, match="short read") as info:
         run_units(work, [1] * 6, jobs=2)
     assert str(info.value.path) == "x.safetensors"
+
+
+def test_ranks_come_from_torchrun_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ckpttool.parallel import ranks_from_env
+
+    for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR"):
+        monkeypatch.delenv(name, raising=False)
+    assert ranks_from_env() is None
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("RANK", "2")
+    assert ranks_from_env() is None  # no rendezvous address: not started by torchrun
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    ranks = ranks_from_env()
+    assert ranks is not None and (ranks.rank, ranks.world_size, ranks.is_leader) == (2, 4, False)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert ranks_from_env() is None
+
+
+def test_convert_under_torchrun_needs_a_shard_set(monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from ckpttool.cli import main
+    from tests.conftest import FIXTURES
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    assert main(["convert", str(FIXTURES / "model1_state_dict.pt"), "-o", f"{tmp_path}/x.safetensors"]) == 2
+    assert "--max-shard-size" in capsys.readouterr().err
