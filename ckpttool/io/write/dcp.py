@@ -6,7 +6,7 @@ chunk covering it whole and each other value one item, appended to a data file
 ``__<n>_0.distcp`` as a ``torch.save`` archive written record by record from wherever the bytes
 live, so memory is bounded by a chunk, not by a tensor or the model. ``.metadata`` (torch's own
 data classes, pickled) is written last. Everything goes into a temporary folder beside the
-target, is read back through ckpttool's DCP reader and compared tensor by tensor with the sha256
+target, is read back through ckpttool's DCP reader and compared tensor by tensor with the CRC-32
 of what was written, then renamed into place; a failure leaves no partial output.
 
 How items are spread over data files depends only on the tree and ``files`` (never on how many
@@ -16,17 +16,17 @@ processes write them), so the bytes of the folder are the same for any ``--jobs`
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import secrets
 import shutil
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ckpttool.errors import CkptError, OutputRefused, VerificationFailed
-from ckpttool.io.write.atomic import HashingSink, fsync_dir
+from ckpttool.io.write.atomic import fsync_dir
 from ckpttool.model import CHUNK_BYTES, Storage, TensorRef
 
 __all__ = ["DcpEntry", "DcpWritten", "flatten", "plan_files", "write_dcp_folder", "write_data_file",
@@ -50,13 +50,13 @@ class DcpEntry:
 
 @dataclass
 class ItemWritten:
-    """Where one entry's item went, and the sha256 of the tensor bytes written (tensors only)."""
+    """Where one entry's item went, and the CRC-32 of the tensor bytes written (tensors only)."""
 
     fqn: str
     relative_path: str
     offset: int
     length: int
-    sha256: str | None = None
+    crc: int | None = None
 
 
 @dataclass
@@ -133,10 +133,35 @@ def plan_files(entries: Sequence[DcpEntry], files: int) -> list[list[int]]:
     return [sorted(b) for b in bins]
 
 
+class _FileSink:
+    """Sequential writes to a descriptor with the zip record CRC; no whole-file hash (a folder has none)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.position = 0
+        self._crc: int | None = None
+
+    def write(self, data: bytes | memoryview) -> None:
+        view = memoryview(data).cast("B")
+        if self._crc is not None:
+            self._crc = zlib.crc32(view, self._crc)
+        while view:
+            n = os.write(self.fd, view)
+            view = view[n:]
+            self.position += n
+
+    def begin_crc(self) -> None:
+        self._crc = 0
+
+    def end_crc(self) -> int:
+        crc, self._crc = self._crc or 0, None
+        return crc
+
+
 class _OffsetSink:
     """A sink whose positions count from where one item starts (a zip inside a bigger file)."""
 
-    def __init__(self, sink: HashingSink) -> None:
+    def __init__(self, sink: _FileSink) -> None:
         self.sink = sink
         self.base = sink.position
 
@@ -155,12 +180,12 @@ class _OffsetSink:
 
 
 class _HashedBytes:
-    """A ``ByteSource`` over one tensor's C-order bytes that hashes them as they are written."""
+    """A ``ByteSource`` over one tensor's C-order bytes that takes their CRC-32 as they are written."""
 
     def __init__(self, ref: TensorRef) -> None:
         self.ref = ref
         self.path = ref.storage.source.path if ref.storage.source is not None else Path("<tensor>")
-        self.hash = hashlib.sha256()
+        self.crc = 0
 
     def read(self, offset: int, length: int) -> bytes:
         return b"".join(self.chunks(offset, length))
@@ -169,7 +194,7 @@ class _HashedBytes:
         if offset != 0 or length != self.ref.nbytes:
             raise ValueError("a tensor item is written whole")
         for piece in self.ref.chunks(chunk):
-            self.hash.update(piece)
+            self.crc = zlib.crc32(piece, self.crc)
             yield piece
 
 
@@ -188,7 +213,7 @@ def write_data_file(folder: Path, name: str, entries: Sequence[DcpEntry], on_ite
     from ckpttool.io.write.torch_zip import write_torch
 
     fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    sink = HashingSink(fd)
+    sink = _FileSink(fd)
     out: list[ItemWritten] = []
     try:
         for e in entries:
@@ -198,16 +223,14 @@ def write_data_file(folder: Path, name: str, entries: Sequence[DcpEntry], on_ite
             if isinstance(value, TensorRef):
                 compact, hashed = _compact(value)
                 write_torch(compact, _OffsetSink(sink), "archive")
-                digest = hashed.hash.hexdigest()
+                digest = hashed.crc
             else:
                 write_torch(value, _OffsetSink(sink), "archive")
             out.append(ItemWritten(e.fqn, name, start, sink.position - start, digest))
             if on_item is not None:
                 on_item(e.nbytes)
-        sink.close()
         os.fsync(fd)
     finally:
-        sink.close()
         os.close(fd)
     return out
 
@@ -328,14 +351,14 @@ def verify_folder(folder: Path, entries: Sequence[DcpEntry], items: Sequence[Ite
     try:
         for item in items:
             entry = meta.entries[item.fqn]
-            if item.sha256 is None:
+            if item.crc is None:
                 continue
             if not isinstance(entry, TensorEntry):
                 raise VerificationFailed(f"DCP entry {item.fqn!r} is not a tensor", path=folder)
-            h = hashlib.sha256()
+            crc = 0
             for piece in _tensor(meta, files, entry).chunks():
-                h.update(piece)
-            if h.hexdigest() != item.sha256:
+                crc = zlib.crc32(piece, crc)
+            if crc != item.crc:
                 raise VerificationFailed(f"DCP tensor {item.fqn!r} did not read back as written", path=folder)
     except CkptError as exc:
         if isinstance(exc, VerificationFailed):
@@ -405,5 +428,5 @@ def write_dcp_folder(tree: dict[Any, Any], output: Path, *, inputs: Sequence[Pat
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     nbytes = sum(p.stat().st_size for p in output.iterdir() if p.is_file())
-    return DcpWritten(output, names, len(reused) + sum(i.sha256 is not None for i in items),
-                      sum(i.sha256 is None for i in items), nbytes, items)
+    return DcpWritten(output, names, len(reused) + sum(i.crc is not None for i in items),
+                      sum(i.crc is None for i in items), nbytes, items)
