@@ -143,3 +143,13 @@ def test_remap_rewrites_only_the_metadata(dcp_folders: dict[str, Path], tmp_path
     state: dict = {"epoch": None, "args": {"lr": None, "name": None}}
     dcp.load(state, checkpoint_id=out, no_dist=True)
     assert state == {"epoch": 3, "args": {"lr": 0.5, "name": "run"}}
+
+
+def test_writing_a_folder_imports_no_torch(tmp_path: Path) -> None:
+    _reference(tmp_path / "ref.pt")
+    code = ("import sys; from ckpttool.ops.convert import convert; convert(sys.argv[1], sys.argv[2]); "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "ref.pt"), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert _dcp_load(tmp_path / "out", torch.load(tmp_path / "ref.pt", weights_only=True))["epoch"] == 7

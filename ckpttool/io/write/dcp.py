@@ -237,55 +237,30 @@ def write_data_file(folder: Path, name: str, entries: Sequence[DcpEntry], on_ite
 
 def write_metadata(folder: Path, entries: Sequence[DcpEntry], items: Sequence[ItemWritten],
                    reused: dict[str, list[Any]] | None = None) -> None:
-    """``.metadata`` as torch's ``FileSystemWriter`` pickles it (its own data classes), written last.
+    """``.metadata`` as torch's ``FileSystemWriter`` pickles it (see ``dcp_metadata``), written last.
 
-    ``reused`` maps an fqn to the chunks (``dcp_metadata.Chunk``) it keeps from a linked folder.
+    ``reused`` maps an fqn to the chunks (``dcp_metadata.Chunk`` of the reader) it keeps from a linked folder.
     """
-    import pickle
-
-    import torch
-    from torch.distributed.checkpoint.filesystem import _StorageInfo
-    from torch.distributed.checkpoint.metadata import (
-        BytesStorageMetadata,
-        ChunkStorageMetadata,
-        Metadata,
-        MetadataIndex,
-        StorageMeta,
-        TensorProperties,
-        TensorStorageMetadata,
-    )
+    from ckpttool.io.write.dcp_metadata import BytesRecord, TensorRecord, metadata_pickle
 
     where = {i.fqn: i for i in items}
-    sdm: dict[str, Any] = {}
-    storage: dict[Any, Any] = {}
+    records: list[TensorRecord | BytesRecord] = []
     for e in entries:
         if reused and e.fqn in reused:
-            chunks = []
-            for c in reused[e.fqn]:
-                offsets, sizes = torch.Size(c.offsets), torch.Size(c.sizes)
-                chunks.append(ChunkStorageMetadata(offsets=offsets, sizes=sizes))
-                storage[MetadataIndex(e.fqn, offsets)] = _StorageInfo(c.item.relative_path, c.item.offset,
-                                                                      c.item.length)
-            sdm[e.fqn] = TensorStorageMetadata(TensorProperties(dtype=getattr(torch, e.value.dtype)),
-                                               torch.Size(e.value.shape), chunks)
+            records.append(TensorRecord(e.fqn, e.value.dtype, e.value.shape, [
+                ((c.offsets, c.sizes), (c.item.relative_path, c.item.offset, c.item.length)) for c in reused[e.fqn]]))
             continue
         item = where[e.fqn]
-        info = _StorageInfo(item.relative_path, item.offset, item.length)
+        loc = (item.relative_path, item.offset, item.length)
         if isinstance(e.value, TensorRef):
-            dtype = getattr(torch, e.value.dtype)
-            shape = torch.Size(e.value.shape)
-            zeros = torch.Size([0] * len(shape))
-            sdm[e.fqn] = TensorStorageMetadata(TensorProperties(dtype=dtype), shape,
-                                               [ChunkStorageMetadata(offsets=zeros, sizes=shape)])
-            storage[MetadataIndex(e.fqn, zeros)] = info
+            shape = tuple(e.value.shape)
+            records.append(TensorRecord(e.fqn, e.value.dtype, shape, [(((0,) * len(shape), shape), loc)]))
         else:
-            sdm[e.fqn] = BytesStorageMetadata()
-            storage[MetadataIndex(e.fqn)] = info
-    md = Metadata(state_dict_metadata=sdm, planner_data={e.fqn: e.path for e in entries}, storage_data=storage,
-                  storage_meta=StorageMeta(), version="1.0.0")
+            records.append(BytesRecord(e.fqn, loc))
+    data = metadata_pickle(records, {e.fqn: e.path for e in entries})
     tmp = folder / ".metadata.tmp"
     with open(tmp, "wb") as f:
-        pickle.dump(md, f)
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, folder / ".metadata")
