@@ -207,7 +207,7 @@ def main() -> None:
             fresh(out).mkdir()
             base = timed([py, "-c", TORCH_SHARDS, str(folder), str(out), "4"], args.repeat) if jobs == "1" else None
             row(rows, f"{tag} DCP (2 ranks) -> shard set, --jobs {jobs}", ours, base, "dcp.load per shard + save_file")
-        ours = timed(ckpttool_cmd("convert", str(pt), "-o", str(fresh(out))), args.repeat)
+        ours = timed(ckpttool_cmd("convert", str(pt), "-o", str(fresh(out)), "--force"), args.repeat)
         base = timed([py, "-c", TORCH_TO_DCP, str(pt), str(fresh(out))], args.repeat)
         row(rows, f"{tag} .pt -> DCP", ours, base, "torch_save_to_dcp")
     many = BENCH_DIR / "dcp2-12500-entries"
