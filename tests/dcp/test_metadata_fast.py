@@ -50,7 +50,7 @@ def test_a_payload_sends_the_file_back_to_the_safe_vm(dcp_folders: dict[str, Pat
 
     folder = tmp_path / "bad"
     shutil.copytree(dcp_folders["shard0"], folder)
-    with (folder / ".metadata").open("rb") as f:  # written by torch itself in the session fixture
+    with (folder / ".metadata").open("rb") as f:  # written by torch itself (the dcp_folders fixture)
         md = pickle.load(f)
     md.storage_meta = _Payload()
     (folder / ".metadata").write_bytes(pickle.dumps(md))

@@ -20,7 +20,7 @@ def _copy(src: Path, tmp_path: Path) -> Path:
 def test_a_stream_transform_is_refused_by_name(dcp_folders: dict[str, Path], tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     folder = _copy(dcp_folders["shard1"], tmp_path)
-    with (folder / ".metadata").open("rb") as f:  # written by torch in the session fixture
+    with (folder / ".metadata").open("rb") as f:  # written by torch (the dcp_folders fixture)
         md = pickle.load(f)
     for index, info in md.storage_data.items():
         if index.fqn == "model.w":
