@@ -36,7 +36,7 @@ from ckpttool.io.formats.dcp_metadata import (
 from ckpttool.model import CHUNK_BYTES, PickledDict, Storage, Stub, TensorRef
 
 __all__ = ["read_dcp", "DcpSource", "load_dcp_values", "write_dcp", "check_loadable", "BYTES_ITEM",
-           "MAX_METADATA", "contiguous_stride"]
+           "MAX_METADATA", "contiguous_stride", "tensor_ref"]
 
 BYTES_ITEM = "torch.distributed.checkpoint.metadata.BytesStorageMetadata"
 
@@ -87,7 +87,8 @@ def contiguous_stride(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(reversed(stride))
 
 
-def _tensor(meta: DcpMetadata, files: DataFiles, entry: TensorEntry) -> TensorRef:
+def tensor_ref(meta: DcpMetadata, files: DataFiles, entry: TensorEntry) -> TensorRef:
+    """The lazy tensor of one entry: its bytes come from its chunks, read on demand."""
     from ckpttool.dtypes import by_name
 
     numel = 1
@@ -136,7 +137,7 @@ def read_dcp(folder: Path) -> Any:
     unread: list[str] = []
     for fqn, entry in meta.entries.items():
         if isinstance(entry, TensorEntry):
-            value: Any = _tensor(meta, files, entry)
+            value: Any = tensor_ref(meta, files, entry)
         else:
             try:
                 value, vloads = read_value(files, entry.item, fqn)

@@ -309,7 +309,7 @@ def commit_folder(tmp: Path, output: Path) -> None:
 def verify_folder(folder: Path, entries: Sequence[DcpEntry], items: Sequence[ItemWritten],
                   reused: dict[str, list[Any]] | None = None) -> None:
     """Read ``folder`` back through ckpttool's reader: every entry there, every tensor's bytes as written."""
-    from ckpttool.io.formats.dcp import DataFiles, _tensor
+    from ckpttool.io.formats.dcp import DataFiles, tensor_ref
     from ckpttool.io.formats.dcp_metadata import TensorEntry, read_metadata
 
     try:
@@ -331,7 +331,7 @@ def verify_folder(folder: Path, entries: Sequence[DcpEntry], items: Sequence[Ite
             if not isinstance(entry, TensorEntry):
                 raise VerificationFailed(f"DCP entry {item.fqn!r} is not a tensor", path=folder)
             crc = 0
-            for piece in _tensor(meta, files, entry).chunks():
+            for piece in tensor_ref(meta, files, entry).chunks():
                 crc = zlib.crc32(piece, crc)
             if crc != item.crc:
                 raise VerificationFailed(f"DCP tensor {item.fqn!r} did not read back as written", path=folder)
