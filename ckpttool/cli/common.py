@@ -45,3 +45,24 @@ def print_renderable(*renderables: Any) -> None:
     con = console()
     for r in renderables:
         con.print(r)
+
+
+def jobs_option(fn: F) -> F:
+    """``--jobs N``: worker processes for work over many files or tensors (default: the cores available)."""
+    return click.option("--jobs", "-j", "jobs", type=click.IntRange(1, 4096), default=None, metavar="N",
+                        help="Worker processes (default: the cores available). Output is the same for any N; "
+                             "under torchrun the work is split over the ranks instead.")(fn)
+
+
+def resolve_jobs(jobs: int | None) -> int:
+    from ckpttool.parallel import default_jobs
+
+    return jobs if jobs is not None else default_jobs()
+
+
+def quiet_rank() -> bool:
+    """True in every process of a torchrun group but rank 0, which alone reports."""
+    from ckpttool.parallel import ranks_from_env
+
+    ranks = ranks_from_env()
+    return ranks is not None and not ranks.is_leader

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from ckpttool.cli.common import emit_json, input_path, json_option, print_renderable
+from ckpttool.cli.common import (
+    emit_json,
+    input_path,
+    jobs_option,
+    json_option,
+    print_renderable,
+    quiet_rank,
+    resolve_jobs,
+)
 
 
 @click.command("convert")
@@ -35,10 +43,11 @@ from ckpttool.cli.common import emit_json, input_path, json_option, print_render
 @click.option("--quantized-parts", is_flag=True,
               help="safetensors output: write each quantized tensor KEY as KEY.int_repr plus KEY.scale/"
                    "KEY.zero_point (or KEY.scales/KEY.zero_points), recorded in the ckpttool.quantized metadata.")
+@jobs_option
 @json_option
 def command(path: Path, output: Path, section: str | None, ema: bool, dtype: str | None, strip_optimizer: bool,
             sanitize: bool, max_shard_size: str | None, hash_name: bool, force: bool, drop: tuple[str, ...],
-            quantized_parts: bool, as_json: bool) -> int:
+            quantized_parts: bool, jobs: int | None, as_json: bool) -> int:
     """Convert PATH to OUTPUT: torch ↔ safetensors, sharded, cast, EMA, release or sanitised form.
 
     The output format follows OUTPUT's extension. safetensors holds one state_dict (the model,
@@ -64,8 +73,11 @@ def command(path: Path, output: Path, section: str | None, ema: bool, dtype: str
 
     opts = ConvertOptions(section=section, ema=ema, dtype=dtype, strip_optimizer=strip_optimizer,
                           sanitize=sanitize, max_shard_size=parse_size(max_shard_size) if max_shard_size else None,
-                          hash_name=hash_name, force=force, drop=drop, quantized_parts=quantized_parts)
+                          hash_name=hash_name, force=force, drop=drop, quantized_parts=quantized_parts,
+                          jobs=resolve_jobs(jobs))
     result = convert(path, output, opts)
+    if quiet_rank():
+        return 0
     if as_json:
         emit_json(result.to_dict())
     else:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ckpttool.cli.common import console, emit_json, input_path, json_option, print_renderable
+from ckpttool.cli.common import console, emit_json, input_path, jobs_option, json_option, print_renderable, resolve_jobs
 from ckpttool.cli.html_output import check_html, emit_html, html_options
 from ckpttool.errors import UsageError
 
@@ -109,12 +109,13 @@ def _options(section: str, rtol: float, atol: float, strip_prefix: tuple[str, ..
                    "rel_l2, cosine, mismatched, mismatched_fraction; operators > >= < <=).")
 @click.option("--ignore-dtype", is_flag=True,
               help="A dtype change alone (values within tolerance) is not a difference.")
+@jobs_option
 @json_option
 @html_options
 def command(a: Path, b: Path, section: str, rtol: float, atol: float, strip_prefix: tuple[str, ...],
             normalize_keys: bool, maps: tuple[str, ...], rules_file: Path | None, like: Path | None,
             group_by: str | None, depth: int | None, show_all: bool, fail_on: tuple[str, ...], ignore_dtype: bool,
-            as_json: bool, html_out: Path | None = None, open_html: bool = False) -> int:
+            jobs: int | None, as_json: bool, html_out: Path | None = None, open_html: bool = False) -> int:
     """Compare two checkpoints, any formats, section by section.
 
     Tensors with identical bytes are confirmed by a streamed byte comparison; others get
@@ -146,7 +147,7 @@ def command(a: Path, b: Path, section: str, rtol: float, atol: float, strip_pref
     ckpt_a, ckpt_b = open_checkpoint(a), open_checkpoint(b)
     bar = _DelayedBar()
     try:
-        result = diff_checkpoints(ckpt_a, ckpt_b, options, progress=bar)
+        result = diff_checkpoints(ckpt_a, ckpt_b, options, progress=bar, jobs=resolve_jobs(jobs))
     finally:
         bar.close()
     emit_html("diff", result.to_dict(), html_out, open_html, inputs=(a, b), title=f"ckpttool diff {a} {b}")

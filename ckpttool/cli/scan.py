@@ -6,14 +6,15 @@ from pathlib import Path
 
 import click
 
-from ckpttool.cli.common import emit_json, input_path, json_option, print_renderable
+from ckpttool.cli.common import emit_json, input_path, jobs_option, json_option, print_renderable, resolve_jobs
 
 
 @click.command("scan")
 @click.argument("paths", nargs=-1, required=True, type=input_path())
 @click.option("-v", "--verbose", is_flag=True, help="Also list the plain-data globals.")
+@jobs_option
 @json_option
-def command(paths: tuple[Path, ...], verbose: bool, as_json: bool) -> int:
+def command(paths: tuple[Path, ...], verbose: bool, jobs: int | None, as_json: bool) -> int:
     """Security report: the globals each file's pickles reference, and whether any can run code.
 
     Every pickle in the file is read (all five of a legacy file, every .pkl member of an archive)
@@ -37,7 +38,7 @@ def command(paths: tuple[Path, ...], verbose: bool, as_json: bool) -> int:
     """
     from ckpttool.ops.scan import scan_files
 
-    report = scan_files(list(paths))
+    report = scan_files(list(paths), jobs=resolve_jobs(jobs))
     if as_json:
         emit_json(report.to_dict())
     else:

@@ -17,6 +17,7 @@ Everything is streamed: tensors are read, cast and written chunk by chunk.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ class ConvertOptions:
     force: bool = False
     drop: tuple[str, ...] = ()
     quantized_parts: bool = False
+    jobs: int = 1  # worker processes for shard sets (the same bytes for any number)
 
 
 @dataclass
@@ -202,7 +204,7 @@ def _to_safetensors(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster
         from ckpttool.io.formats.sharded import write_sharded
 
         main, shards = write_sharded(unique, output, opts.max_shard_size, metadata=metadata, inputs=inputs,
-                                     force=opts.force)
+                                     force=opts.force, jobs=opts.jobs)
     else:
         main = write_checkpoint(unique, output, inputs=inputs, force=opts.force, metadata=metadata,
                                 hash_name=opts.hash_name)
@@ -297,44 +299,22 @@ def _to_bin_shards(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster:
                          excluded=excluded)
 
 
-def _materialize(root: Any, fn: Callable[[Any, Any], Any] | None) -> Any:
-    """A copy of ``root`` with torch tensors for ``TensorRef``s (iterative; shared objects stay shared)."""
-    memo: dict[int, Any] = {}
-    keep: list[Any] = []
-    holder: list[Any] = [None]
-    tuples: list[tuple[Any, Any, list[Any]]] = []
-    stack: list[tuple[Any, Any, Any, tuple[Any, ...] | None]] = [(root, holder, 0, ())]
-    while stack:
-        obj, parent, key, path = stack.pop()
+def _no_stubs(fn: Callable[[Any, Any], Any] | None) -> Callable[[Any, Any], Any]:
+    """``fn``, then a refusal of any pickled object left (a DCP folder holds plain data and tensors)."""
+
+    def check(obj: Any, path: Any) -> Any:
         obj = fn(obj, path) if fn is not None else obj
-        if id(obj) in memo:
-            parent[key] = memo[id(obj)]
-            continue
-        keep.append(obj)
-        if isinstance(obj, TensorRef):
-            value: Any = obj.to_torch()
-        elif isinstance(obj, dict):
-            value = {}
-            stack.extend((v, value, k, None if path is None else (*path, k)) for k, v in reversed(obj.items()))
-        elif isinstance(obj, list | tuple):
-            value = [None] * len(obj)
-            stack.extend((v, value, i, None if path is None else (*path, i)) for i, v in reversed(list(enumerate(obj))))
-            if isinstance(obj, tuple):
-                tuples.append((parent, key, value))
-        elif isinstance(obj, Stub):
+        if isinstance(obj, Stub):
             raise UsageError(f"{'.'.join(map(str, path or ()))} is a pickled {obj.qualname}", hint="pass --sanitize")
-        else:
-            value = plain_value(obj)  # a numpy scalar or torch.Size as read: torch.save never sees ckpttool types
-        memo[id(obj)] = value
-        parent[key] = value
-    for parent, key, value in reversed(tuples):
-        parent[key] = tuple(value)
-    return holder[0]
+        return plain_value(obj)  # numpy scalars and torch.Size as read: plain values in a DCP folder
+
+    return check
 
 
 def _to_dcp(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Caster | None,
             inputs: tuple[Path, ...]) -> ConvertResult:
-    from ckpttool.io.formats.dcp import write_dcp
+    """Stream the checkpoint (or one state_dict) into a DCP folder; see ``io/write/dcp.py``."""
+    from ckpttool.io.write.dcp import write_dcp_folder
 
     sanitizer = Sanitizer() if opts.sanitize else None
     if ckpt.format in ("safetensors", "sharded") or opts.ema or opts.section or opts.strip_optimizer:
@@ -346,22 +326,12 @@ def _to_dcp(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Caster
         content, tree = "checkpoint", ckpt.tree
         fn = _transform(ckpt, caster, sanitizer)
         refuse_composites(tree, "a DCP folder written by ckpttool")
-    state = _materialize(tree, fn)
-    if not isinstance(state, dict):
+    if not isinstance(tree, dict):
         raise UsageError("a DCP folder holds a dict; this checkpoint's root is not one")
-    nbytes = write_dcp(state, output, inputs=inputs, force=opts.force)
-    import torch
-
-    count = sum(isinstance(v, torch.Tensor) for v in _flat_values(state))
-    return ConvertResult(ckpt.path, ckpt.format, ckpt.layout, output, "dcp", content, "", count, nbytes,
-                         changes=sanitizer.changes if sanitizer else [],
-                         notes=["a DCP folder has no single sha256; each file is verified by reading it back"])
-
-
-def _flat_values(root: Any) -> list[Any]:
-    from ckpttool.tree import walk
-
-    return [v for _, v in walk(root) if not isinstance(v, dict | list | tuple)]
+    written = write_dcp_folder(tree, output, inputs=inputs, force=opts.force, transform=_no_stubs(fn))
+    return ConvertResult(ckpt.path, ckpt.format, ckpt.layout, output, "dcp", content, "", written.tensors,
+                         written.nbytes, changes=sanitizer.changes if sanitizer else [],
+                         notes=["a DCP folder has no single sha256; each tensor is verified by reading it back"])
 
 
 def _check(opts: ConvertOptions, out_fmt: str) -> None:
@@ -386,6 +356,15 @@ def _is_bin_output(output: Path) -> bool:
     return is_bin_output(output)
 
 
+def _check_ranks(opts: ConvertOptions) -> None:
+    """Under torchrun the ranks split a shard set between them; any other output would be written by all."""
+    from ckpttool.parallel import ranks_from_env
+
+    if ranks_from_env() is not None and not opts.max_shard_size:
+        raise UsageError("under torchrun, convert splits the work by output shard: pass --max-shard-size",
+                         hint="or run it as one process")
+
+
 def convert(input_path: str | Path, output: str | Path, options: ConvertOptions | None = None) -> ConvertResult:
     """Convert the checkpoint at ``input_path`` into ``output``; see the module docstring.
 
@@ -394,12 +373,25 @@ def convert(input_path: str | Path, output: str | Path, options: ConvertOptions 
     """
     opts = options or ConvertOptions()
     output = Path(output)
+    _check_ranks(opts)
+    made: Path | None = None
     if opts.max_shard_size and (output.is_dir() or not output.suffix):  # a folder of shards, made if need be
         if not output.is_dir():
-            if not output.parent.is_dir() or output.exists():
+            if not output.parent.is_dir() or (output.exists() and not output.is_dir()):
                 raise OutputRefused("the output folder cannot be created here", path=output)
-            output.mkdir()
+            output.mkdir(exist_ok=True)  # exist_ok: the ranks of a torchrun group race to make it
+            made = output
         output = output / "model.safetensors"
+    try:
+        return _convert(input_path, output, opts)
+    except BaseException:
+        if made is not None:
+            with contextlib.suppress(OSError):
+                made.rmdir()  # only if empty: a failed write leaves no folder behind either
+        raise
+
+
+def _convert(input_path: str | Path, output: Path, opts: ConvertOptions) -> ConvertResult:
     dcp_out = not opts.max_shard_size and (output.is_dir() or output.suffix in ("", ".dcp"))
     bin_shards = bool(opts.max_shard_size) and _is_bin_output(output)
     out_fmt = "dcp" if dcp_out else "bin-shards" if bin_shards else output_format(output)

@@ -71,16 +71,20 @@ class InspectReport:
     parameter_count: int
     bytes_by_dtype: dict[str, int]
     locations: list[str]
+    dcp: dict[str, Any] | None = None  # a DCP folder's placement across ranks (``dcp_layout``)
 
     def to_dict(self) -> dict[str, Any]:
         sections = {k: s.to_dict() for k, s in self.sections.items() if k != "meta"}
-        return {"schema_version": 1, "path": str(self.path), "format": self.format,
-                "layout": self.layout, "file_size": self.file_size,
-                "totals": {"tensors": self.tensor_count, "parameters": self.parameter_count,
-                           "bytes_by_dtype": self.bytes_by_dtype, "locations": self.locations},
-                "sections": sections, "meta": self.meta,
-                "globals": [g.to_dict() for g in self.globals],
-                "findings": [f.to_dict() for f in self.findings]}
+        out = {"schema_version": 1, "path": str(self.path), "format": self.format,
+               "layout": self.layout, "file_size": self.file_size,
+               "totals": {"tensors": self.tensor_count, "parameters": self.parameter_count,
+                          "bytes_by_dtype": self.bytes_by_dtype, "locations": self.locations},
+               "sections": sections, "meta": self.meta,
+               "globals": [g.to_dict() for g in self.globals],
+               "findings": [f.to_dict() for f in self.findings]}
+        if self.dcp is not None:
+            out["dcp"] = self.dcp
+        return out
 
 
 def all_tensors(tree: Any) -> list[tuple[str, TensorRef]]:
@@ -132,8 +136,13 @@ def inspect_checkpoint(ckpt: Checkpoint, *, sections: tuple[str, ...] = (), stat
     params = model.state_dict.numel if model is not None and model.state_dict is not None else \
         sum(t.numel for t in everything)
     locations = sorted({t.storage.location for t in everything})
+    dcp = None
+    if ckpt.members.get("dcp") is not None:
+        from ckpttool.io.formats.dcp_layout import dcp_layout
+
+        dcp = dcp_layout(ckpt.members["dcp"])
     return InspectReport(path=ckpt.path, format=ckpt.format, layout=ckpt.layout,
                          file_size=ckpt.file_size, sections=reports, meta=ckpt.meta,
                          globals=ckpt.globals, findings=ckpt.findings,
                          tensor_count=len(everything) + len(composites),
-                         parameter_count=params, bytes_by_dtype=dict(by_dtype), locations=locations)
+                         parameter_count=params, bytes_by_dtype=dict(by_dtype), locations=locations, dcp=dcp)

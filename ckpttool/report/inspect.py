@@ -27,6 +27,11 @@ def _header(report: InspectReport) -> Any:
     table.add_row("bytes", by_dtype or "-")
     if report.locations and report.locations != ["cpu"]:
         table.add_row("devices", ", ".join(report.locations) + " (read on the CPU)")
+    if report.dcp is not None:
+        d = report.dcp
+        split = ", ".join(f"{k}: {v}" for k, v in sorted(d["split"].items()))
+        table.add_row("ranks", f"{len(d['ranks'])} writers, {d['files']} data files, {d['chunk_entries']} chunk "
+                      f"entries, {d['values']} other values; tensors split along {split or '-'}")
     table.add_row("sections", ", ".join(f"{k} ← {s.source or '<root>'}" for k, s in report.sections.items()
                                          if k != "meta") or "-")
     for key in ("epoch", "global_step", "best_fitness", "updates", "n_averaged", "step",

@@ -71,14 +71,15 @@ def _changed_copy(tmp_path: Path, key: str, edit) -> Path:
     return out
 
 
-def test_diff_sees_one_changed_integer_with_dequantized_figures(tmp_path: Path) -> None:
+@pytest.mark.parametrize("jobs", ["1", "2"])  # worker processes compare plain tensors; composites too
+def test_diff_sees_one_changed_integer_with_dequantized_figures(tmp_path: Path, jobs: str) -> None:
     def bump(q: torch.Tensor) -> torch.Tensor:
         ints = q.int_repr().clone()
         ints[0, 0] += 1
         return torch._make_per_tensor_quantized_tensor(ints, q.q_scale(), q.q_zero_point())
 
     edited = _changed_copy(tmp_path, "per_tensor_quint8", bump)
-    proc = run_cli("diff", QUANTIZED, edited, "--json")
+    proc = run_cli("diff", QUANTIZED, edited, "--json", "--jobs", jobs)
     assert proc.returncode == 1, proc.stderr
     report = json.loads(proc.stdout)
     changed = {e["key"]: e for e in report["value_changed"]}

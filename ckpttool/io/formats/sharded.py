@@ -10,7 +10,6 @@ verified atomically, then the index; a failure removes the shards already writte
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -145,7 +144,8 @@ def shard_paths(output: Path, count: int) -> tuple[list[Path], Path]:
 
 def write_sharded(tensors: Mapping[str, Any], output: Path, max_shard_size: int, *,
                   metadata: dict[str, str] | None = None, inputs: tuple[Path, ...] = (),
-                  force: bool = False) -> tuple[WriteResult, list[WriteResult]]:
+                  force: bool = False, jobs: int = 1, progress: Any = None
+                  ) -> tuple[WriteResult, list[WriteResult]]:
     """Write ``tensors`` as safetensors shards beside ``output`` plus the standard index.
 
     A state_dict that fits in one shard is written as ``output`` itself, with no index, as the
@@ -165,21 +165,15 @@ def write_sharded(tensors: Mapping[str, Any], output: Path, max_shard_size: int,
     paths, index_path = shard_paths(output, len(plan))
     for p in [*paths, index_path]:
         check_target(p, inputs, force)
-    done: list[WriteResult] = []
-    try:
-        for keys, path in zip(plan, paths):
-            done.append(write_checkpoint({k: refs[k] for k in keys}, path, inputs=inputs, force=force,
-                                         metadata={"format": "pt"}))
-        weight_map = {k: path.name for keys, path in zip(plan, paths) for k in keys}
-        meta: dict[str, Any] = {"total_size": sum(t.nbytes for t in refs.values())}
-        meta.update(metadata or {})
-        data = json.dumps({"metadata": meta, "weight_map": weight_map}, indent=2, ensure_ascii=False).encode()
-        index = _write_index(index_path, data + b"\n", weight_map, force)
-    except BaseException:
-        for r in done:
-            with contextlib.suppress(OSError):
-                r.path.unlink()
-        raise
+    weight_map = {k: path.name for keys, path in zip(plan, paths) for k in keys}
+    meta: dict[str, Any] = {"total_size": sum(t.nbytes for t in refs.values())}
+    meta.update(metadata or {})
+    data = json.dumps({"metadata": meta, "weight_map": weight_map}, indent=2, ensure_ascii=False).encode()
+    from ckpttool.io.write.shard_set import write_shard_set
+
+    done, index = write_shard_set(
+        [{k: refs[k] for k in keys} for keys in plan], paths, inputs=inputs, force=force, jobs=jobs,
+        progress=progress, publish=lambda: _write_index(index_path, data + b"\n", weight_map, force))
     return WriteResult(index_path, index[0], "sharded", len(refs), index[1]), done
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from ckpttool.model import Checkpoint, TensorRef
 from ckpttool.ops.diff.align import AlignedKeys, Alignment, align_keys
@@ -140,14 +140,41 @@ def _plan_section(a: Checkpoint, b: Checkpoint, name: str, options: DiffOptions,
     return _Planned(result, va, vb, work, composite_work)
 
 
+def _compare_over_jobs(planned: list[_Planned], options: DiffOptions, progress: ProgressSink | None,
+                       jobs: int) -> list[list[Any]]:
+    """Every section's entries, the tensor pairs compared by ``jobs`` worker processes."""
+    from ckpttool.parallel import run_units
+
+    work = [(s, pair, ta, tb) for s, p in enumerate(planned) for pair, ta, tb in p.work]
+    sizes = [ta.nbytes if ta is not None and tb is not None and ta.shape == tb.shape else 0
+             for _, _, ta, tb in work]
+    comparers: list[ByteComparer] = []
+
+    def one(i: int) -> Any:
+        s, pair, ta, tb = work[i]
+        if not comparers:
+            comparers.append(ByteComparer())
+        kind, _ = kind_of(pair.key_a, pair.key_b, planned[s].a, planned[s].b)
+        return _compare(pair, ta, tb, kind, options, None, comparers[0])
+
+    done = run_units(one, sizes, jobs, progress.advance if progress is not None else None)
+    for c in comparers:
+        c.close()
+    out: list[list[Any]] = [[] for _ in planned]
+    for (s, _, _, _), entry in zip(work, done):
+        out[s].append(entry)
+    return out
+
+
 def diff_checkpoints(a: Checkpoint, b: Checkpoint, options: DiffOptions | None = None,
-                     progress: ProgressSink | None = None) -> DiffResult:
+                     progress: ProgressSink | None = None, jobs: int = 1) -> DiffResult:
     """Compare checkpoint ``b`` against ``a``.
 
     Args:
         a, b: opened checkpoints (``ckpttool.open``).
         options: what to compare and how; defaults compare the model sections with torch's tolerances.
         progress: told the bytes to read, then each chunk read (the CLI draws a bar from it).
+        jobs: worker processes comparing tensors (the result is the same for any number).
 
     Returns:
         A ``DiffResult``; ``result.equal`` and ``result.failed`` decide the exit status.
@@ -164,10 +191,14 @@ def diff_checkpoints(a: Checkpoint, b: Checkpoint, options: DiffOptions | None =
         progress.start(sum(ta.nbytes for p in planned for _, ta, tb in p.work
                            if ta is not None and tb is not None and ta.shape == tb.shape))
     sections: list[SectionDiff] = []
+    # plain tensor pairs over worker processes when asked; composites (few, small) always here
+    parallel = _compare_over_jobs(planned, options, progress, jobs) if jobs > 1 else None
     comparer = ByteComparer()
     try:
-        for p in planned:
-            for pair, ta, tb in p.work:
+        for s, p in enumerate(planned):
+            if parallel is not None:
+                p.result.entries.extend(parallel[s])
+            for pair, ta, tb in p.work if parallel is None else ():
                 kind, _ = kind_of(pair.key_a, pair.key_b, p.a, p.b)
                 p.result.entries.append(_compare(pair, ta, tb, kind, options, progress, comparer))
             for pair in p.composite_work:

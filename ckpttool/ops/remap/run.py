@@ -138,6 +138,8 @@ _NOT_REWRITABLE = ("torch-export", "peft", "diffusers")
 
 
 def _output_format(ckpt: Checkpoint, output: Path | None, findings: list[Finding]) -> str:
+    if ckpt.format == "dcp" and output is not None and output.suffix.lower() in ("", ".dcp"):
+        return "dcp"
     fmt = "safetensors" if ckpt.format == "safetensors" else "torch"
     if output is not None and (output.suffix.lower() == ".safetensors") != (fmt == "safetensors"):
         raise UsageError(f"remap writes the input's format ({ckpt.format}); {output.name} names another",
@@ -190,7 +192,10 @@ def remap(path: Path, opts: RemapOptions, output: Path | None = None, *, dry_run
     result = RemapResult(Path(path), ckpt.layout, kind, final, findings, cov, applied.sections,
                          applied.optimizers, dry_run=dry_run,
                          decisions=alignment.decisions if alignment is not None else [])
-    if not dry_run and output is not None and (opts.allow_partial or not result.partial):
+    write = not dry_run and output is not None and (opts.allow_partial or not result.partial)
+    if write and fmt == "dcp":
+        result.output = _write_dcp(ckpt, applied.tree, Path(output), Path(path), force)
+    elif write:
         from ckpttool.io.write.checkpoint import write_checkpoint
 
         if ckpt.format in _NOT_REWRITABLE:  # a torch file of their tree would pass for the original
@@ -209,6 +214,15 @@ def remap(path: Path, opts: RemapOptions, output: Path | None = None, *, dry_run
                                            f"pickled object(s) as plain data: {shown}"
                                            + (" …" if len(sanitizer.changes) > 4 else "")))
     return result
+
+
+def _write_dcp(ckpt: Checkpoint, tree: Any, output: Path, path: Path, force: bool) -> Any:
+    """A DCP folder to a DCP folder: new ``.metadata``, the input's data files linked, changed values rewritten."""
+    from ckpttool.io.write.checkpoint import WriteResult
+    from ckpttool.io.write.dcp import write_dcp_folder
+
+    written = write_dcp_folder(tree, output, inputs=[path], force=force, link_from=ckpt.members.get("dcp"))
+    return WriteResult(output, "", "dcp", written.tensors, written.nbytes)
 
 
 def _plan_findings(p: RemapPlan) -> list[Finding]:

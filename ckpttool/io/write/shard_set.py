@@ -1,0 +1,93 @@
+"""A set of output files written as independent units, then published together.
+
+Each shard is written (streamed, verified) under a hidden name beside its target, by this
+process, by ``--jobs`` worker processes, or by the ranks of a ``torchrun`` group; once every one
+of them is done, the leader writes the index (``publish``) and renames the shards into place.
+A failure anywhere removes every hidden shard and publishes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ckpttool.errors import CkptError
+from ckpttool.io.write.atomic import commit
+from ckpttool.io.write.checkpoint import WriteResult, write_checkpoint
+
+__all__ = ["write_shard_set"]
+
+T = TypeVar("T")
+
+
+def _hidden(path: Path, token: str) -> Path:
+    return path.parent / f".{path.name}.{token}.ckpttool-part"
+
+
+def write_shard_set(shards: Sequence[Mapping[str, Any]], paths: Sequence[Path], *, inputs: Sequence[Path],
+                    force: bool, jobs: int, publish: Callable[[], T], progress: Callable[[int], None] | None = None
+                    ) -> tuple[list[WriteResult], T]:
+    """Write ``shards[i]`` to ``paths[i]``, then ``publish()``; returns the shard results and what it returned."""
+    from ckpttool.parallel import ranks_from_env, run_units
+    from ckpttool.parallel.torchrun import RankFailed
+
+    ranks = ranks_from_env()
+    if ranks is not None:
+        ranks.start()
+    token = secrets.token_hex(4)
+    if ranks is not None:
+        token = ranks.gather(token)[0]  # every rank names the hidden files as the leader does
+    hidden = [_hidden(p, token) for p in paths]
+    sizes = [sum(getattr(t, "nbytes", 0) for t in shard.values()) for shard in shards]
+
+    def work(i: int) -> WriteResult:
+        r = write_checkpoint(dict(shards[i]), hidden[i], inputs=tuple(inputs), force=False, fmt="safetensors",
+                             metadata={"format": "pt"})
+        return WriteResult(paths[i], r.sha256, r.format, r.tensors, r.nbytes)
+
+    published: Any = None
+    try:
+        done = ranks.run(work, sizes) if ranks is not None else run_units(work, sizes, jobs, progress)
+        if ranks is None:
+            published = _publish(hidden, paths, force, publish)
+        else:
+            error = None
+            if ranks.is_leader:
+                try:
+                    published = _publish(hidden, paths, force, publish)
+                except CkptError as exc:
+                    error = exc.message
+                except Exception as exc:  # noqa: BLE001 - told to every rank, then raised
+                    error = f"{type(exc).__name__}: {exc}"
+            published, error = ranks.gather((published, error))[0]
+            if error:
+                raise RankFailed(f"rank 0: {error}")
+    except BaseException:
+        for h in hidden:
+            with contextlib.suppress(OSError):
+                h.unlink()
+        raise
+    finally:
+        if ranks is not None:
+            ranks.stop()
+    return done, published
+
+
+def _publish(hidden: Sequence[Path], paths: Sequence[Path], force: bool, publish: Callable[[], T]) -> T:
+    moved: list[Path] = []
+    try:
+        for h, p in zip(hidden, paths):
+            commit(h, p, force)  # a link (then the hidden name goes) or, with force, a rename
+            moved.append(p)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(h)
+        return publish()
+    except BaseException:
+        for p in moved:
+            with contextlib.suppress(OSError):
+                p.unlink()
+        raise
