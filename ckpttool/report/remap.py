@@ -53,7 +53,8 @@ def render_remap(result: RemapResult, *, show_unchanged: bool = True) -> list[An
         out.append(findings_table(result.findings))
     if result.output is not None:
         w = result.output
-        out.append(f"wrote {escape(str(w.path))} ({w.format}, {w.tensors} tensors) sha256 {w.sha256}")
+        digest = f" sha256 {w.sha256}" if w.sha256 else ""  # a folder (DCP) has no single digest
+        out.append(f"wrote {escape(str(w.path))} ({w.format}, {w.tensors} tensors){digest}")
     elif result.dry_run and not result.partial:
         out.append("[dim]dry run: nothing written[/dim]")
     return out
