@@ -53,7 +53,9 @@ def render_remap(result: RemapResult, *, show_unchanged: bool = True) -> list[An
         out.append(findings_table(result.findings))
     if result.output is not None:
         w = result.output
-        out.append(f"wrote {escape(str(w.path))} ({w.format}, {w.tensors} tensors) sha256 {w.sha256}")
+        # a DCP folder has no single digest; its tensors were verified one by one instead
+        digest = f"sha256 {w.sha256}" if w.sha256 else "each tensor verified by reading it back"
+        out.append(f"wrote {escape(str(w.path))} ({w.format}, {w.tensors} tensors) {digest}")
     elif result.dry_run and not result.partial:
         out.append("[dim]dry run: nothing written[/dim]")
     return out

@@ -145,6 +145,18 @@ def test_remap_rewrites_only_the_metadata(dcp_folders: dict[str, Path], tmp_path
     assert state == {"epoch": 3, "args": {"lr": 0.5, "name": "run"}}
 
 
+def test_remap_to_a_folder_reports_no_blank_digest(tmp_path: Path) -> None:
+    """A DCP folder has no single sha256: the report says how it was verified instead of an empty digest."""
+    from tests.conftest import run_cli
+
+    _reference(tmp_path / "ref.pt")
+    assert main(["convert", str(tmp_path / "ref.pt"), "-o", str(tmp_path / "src")]) == 0
+    proc = run_cli("remap", str(tmp_path / "src"), "-o", str(tmp_path / "out"), "--add-prefix", "x")
+    assert proc.returncode == 0, proc.stderr
+    wrote = next(line for line in proc.stdout.splitlines() if line.startswith("wrote"))
+    assert "sha256" not in wrote and "verified" in wrote
+
+
 def test_writing_a_folder_imports_no_torch(tmp_path: Path) -> None:
     _reference(tmp_path / "ref.pt")
     code = ("import sys; from ckpttool.ops.convert import convert; convert(sys.argv[1], sys.argv[2]); "
