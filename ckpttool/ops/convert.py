@@ -140,6 +140,8 @@ def _section_state_dict(ckpt: Checkpoint, opts: ConvertOptions) -> tuple[str, St
     except SectionNotFound as exc:
         if opts.section is None and ckpt.format in ("safetensors", "sharded"):
             return "model", StateDict({k: v for k, v in (ckpt.tree or {}).items() if isinstance(v, TensorRef)})
+        if kind == "model" and ckpt.layout == "diffusers-pipeline" and ckpt.sections:
+            exc.hint = f"a pipeline of components: write one with --section {next(iter(ckpt.sections))}"
         if kind == "model" and "ema" in ckpt.sections:
             exc.hint = "this checkpoint holds only averaged weights: pass --ema"
         if kind == "model" and ckpt.layout == "deepspeed-model-states":
