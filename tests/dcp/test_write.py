@@ -157,6 +157,18 @@ def test_remap_to_a_folder_reports_no_blank_digest(tmp_path: Path) -> None:
     assert "sha256" not in wrote and "verified" in wrote
 
 
+def test_a_pickled_object_is_refused_as_output_and_nothing_is_left(tmp_path: Path) -> None:
+    """A DCP folder keeps plain data only: a pickled model is refused as the output's limit, naming the way out."""
+    from tests.conftest import FIXTURES, run_cli
+
+    out = tmp_path / "m.dcp"
+    proc = run_cli("convert", FIXTURES / "model1_train.pt", "-o", out)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "error[output-refused]" in proc.stderr and "DCP folder" in proc.stderr and "--sanitize" in proc.stderr
+    assert not out.exists() and not list(tmp_path.iterdir())
+    assert main(["convert", str(FIXTURES / "model1_train.pt"), "-o", str(out), "--sanitize"]) == 0
+
+
 def test_writing_a_folder_imports_no_torch(tmp_path: Path) -> None:
     _reference(tmp_path / "ref.pt")
     code = ("import sys; from ckpttool.ops.convert import convert; convert(sys.argv[1], sys.argv[2]); "
