@@ -45,6 +45,19 @@ def test_a_truncated_data_file_is_an_error(dcp_folders: dict[str, Path], tmp_pat
     assert not (tmp_path / "x.pt").exists()
 
 
+@pytest.mark.parametrize("name", ["shard0", "shard1"])
+def test_diff_of_a_folder_with_itself_reads_its_data(dcp_folders: dict[str, Path], tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str], name: str) -> None:
+    """Same folder, same entry is not proof of equal bytes: a missing data file is an error, not "equal"."""
+    folder = _copy(dcp_folders[name], tmp_path)
+    assert main(["diff", str(folder), str(folder)]) == 0
+    capsys.readouterr()
+    next(folder.glob("*.distcp")).unlink()
+    assert main(["diff", str(folder), str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert ".distcp" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
 def test_a_missing_chunk_is_an_error_not_zeros(dcp_folders: dict[str, Path], tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     folder = _copy(dcp_folders["mesh2d"], tmp_path)
