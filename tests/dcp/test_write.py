@@ -169,6 +169,20 @@ def test_a_pickled_object_is_refused_as_output_and_nothing_is_left(tmp_path: Pat
     assert main(["convert", str(FIXTURES / "model1_train.pt"), "-o", str(out), "--sanitize"]) == 0
 
 
+def test_force_never_replaces_a_folder_of_other_files(tmp_path: Path) -> None:
+    """--force replaces an earlier DCP output; a folder of unrelated files is refused and left as it was."""
+    _reference(tmp_path / "ref.pt")
+    other = tmp_path / "other"
+    (other / "sub").mkdir(parents=True)
+    (other / "sub" / "notes.txt").write_text("keep")
+    assert main(["convert", str(tmp_path / "ref.pt"), "-o", str(other), "--force"]) == 2
+    assert (other / "sub" / "notes.txt").read_text() == "keep"
+    out = tmp_path / "out"
+    assert main(["convert", str(tmp_path / "ref.pt"), "-o", str(out)]) == 0
+    assert main(["convert", str(tmp_path / "ref.pt"), "-o", str(out), "--force"]) == 0
+    assert (out / ".metadata").is_file()
+
+
 def test_writing_a_folder_imports_no_torch(tmp_path: Path) -> None:
     _reference(tmp_path / "ref.pt")
     code = ("import sys; from ckpttool.ops.convert import convert; convert(sys.argv[1], sys.argv[2]); "
