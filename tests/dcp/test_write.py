@@ -183,6 +183,28 @@ def test_force_never_replaces_a_folder_of_other_files(tmp_path: Path) -> None:
     assert (out / ".metadata").is_file()
 
 
+def test_remap_force_replaces_its_earlier_folder(tmp_path: Path) -> None:
+    """remap writes DCP folders, so --force replaces an earlier one; other paths stay one-line refusals."""
+    from tests.conftest import run_cli
+
+    _reference(tmp_path / "ref.pt")
+    assert main(["convert", str(tmp_path / "ref.pt"), "-o", str(tmp_path / "src")]) == 0
+    out = tmp_path / "out"
+    assert main(["remap", str(tmp_path / "src"), "-o", str(out), "--add-prefix", "x"]) == 0
+    proc = run_cli("remap", tmp_path / "src", "-o", out, "--add-prefix", "y")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--force" in proc.stderr
+    assert main(["remap", str(tmp_path / "src"), "-o", str(out), "--add-prefix", "y", "--force"]) == 0
+    assert "model.y.0.weight" in _full_state_keys(out)
+    proc = run_cli("remap", tmp_path / "ref.pt", "-o", out, "--add-prefix", "y", "--force")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "directory" in proc.stderr
+
+
+def _full_state_keys(folder: Path) -> list[str]:
+    from ckpttool.io.formats.dcp_metadata import read_metadata
+
+    return list(read_metadata(folder).entries)
+
+
 def test_writing_a_folder_imports_no_torch(tmp_path: Path) -> None:
     _reference(tmp_path / "ref.pt")
     code = ("import sys; from ckpttool.ops.convert import convert; convert(sys.argv[1], sys.argv[2]); "

@@ -173,7 +173,7 @@ def remap(path: Path, opts: RemapOptions, output: Path | None = None, *, dry_run
     opts.check()
     if output is None and not dry_run:
         raise UsageError("-o OUTPUT is required (or --dry-run to only show the plan)")
-    if output is not None and not dry_run:
+    if output is not None and not dry_run and not Path(output).is_dir():  # a folder: the DCP writer checks it
         from ckpttool.io.write.atomic import check_target
 
         check_target(Path(output), [Path(path)], force)
