@@ -11,7 +11,7 @@ from ckpttool.cli.common import emit_json, input_path, json_option, print_render
 
 @click.command("remap")
 @click.argument("src", type=input_path())
-@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), help="Where to write.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Where to write.")
 @click.option("--strip-prefix", multiple=True, metavar="P", help="Remove the leading module path P.")
 @click.option("--add-prefix", multiple=True, metavar="P", help="Put every key under module path P.")
 @click.option("--map", "maps", multiple=True, metavar="OLD=NEW", help="Rename module path OLD to NEW (repeatable).")

@@ -46,6 +46,9 @@ def _check_path(path: Path) -> int:
         raise UnsupportedFormat("is a directory, not a checkpoint file", path=path)
     if not path.is_file():
         raise UnreadableCheckpoint("not a regular file", path=path)
+    if path.suffix == ".distcp" and (path.parent / ".metadata").is_file():  # not a corrupt zip: one piece of many
+        raise UnsupportedFormat("is one data file of a torch.distributed.checkpoint folder",
+                                path=path, hint=f"pass the folder: {path.parent}")
     if st.st_size == 0:
         raise UnreadableCheckpoint("the file is empty", path=path)
     if not os.access(path, os.R_OK):

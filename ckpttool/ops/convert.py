@@ -140,6 +140,8 @@ def _section_state_dict(ckpt: Checkpoint, opts: ConvertOptions) -> tuple[str, St
     except SectionNotFound as exc:
         if opts.section is None and ckpt.format in ("safetensors", "sharded"):
             return "model", StateDict({k: v for k, v in (ckpt.tree or {}).items() if isinstance(v, TensorRef)})
+        if kind == "model" and ckpt.layout == "diffusers-pipeline" and ckpt.sections:
+            exc.hint = f"a pipeline of components: write one with --section {next(iter(ckpt.sections))}"
         if kind == "model" and "ema" in ckpt.sections:
             exc.hint = "this checkpoint holds only averaged weights: pass --ema"
         if kind == "model" and ckpt.layout == "deepspeed-model-states":
@@ -299,13 +301,15 @@ def _to_bin_shards(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster:
                          excluded=excluded)
 
 
-def _no_stubs(fn: Callable[[Any, Any], Any] | None) -> Callable[[Any, Any], Any]:
+def _no_stubs(fn: Callable[[Any, Any], Any] | None, output: Path) -> Callable[[Any, Any], Any]:
     """``fn``, then a refusal of any pickled object left (a DCP folder holds plain data and tensors)."""
 
     def check(obj: Any, path: Any) -> Any:
         obj = fn(obj, path) if fn is not None else obj
         if isinstance(obj, Stub):
-            raise UsageError(f"{'.'.join(map(str, path or ()))} is a pickled {obj.qualname}", hint="pass --sanitize")
+            raise OutputRefused(f"{'.'.join(map(str, path or ()))} is a pickled {obj.qualname}, which a DCP folder "
+                                "cannot hold (it keeps plain data and tensors)", path=output,
+                                hint="pass --sanitize to write it as plain data, or --section model for the weights")
         return plain_value(obj)  # numpy scalars and torch.Size as read: plain values in a DCP folder
 
     return check
@@ -328,7 +332,7 @@ def _to_dcp(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Caster
         refuse_composites(tree, "a DCP folder written by ckpttool")
     if not isinstance(tree, dict):
         raise UsageError("a DCP folder holds a dict; this checkpoint's root is not one")
-    written = write_dcp_folder(tree, output, inputs=inputs, force=opts.force, transform=_no_stubs(fn))
+    written = write_dcp_folder(tree, output, inputs=inputs, force=opts.force, transform=_no_stubs(fn, output))
     return ConvertResult(ckpt.path, ckpt.format, ckpt.layout, output, "dcp", content, "", written.tensors,
                          written.nbytes, changes=sanitizer.changes if sanitizer else [],
                          notes=["a DCP folder has no single sha256; each tensor is verified by reading it back"])

@@ -53,8 +53,9 @@ def render_remap(result: RemapResult, *, show_unchanged: bool = True) -> list[An
         out.append(findings_table(result.findings))
     if result.output is not None:
         w = result.output
-        digest = f" sha256 {w.sha256}" if w.sha256 else ""  # a folder (DCP) has no single digest
-        out.append(f"wrote {escape(str(w.path))} ({w.format}, {w.tensors} tensors){digest}")
+        # a DCP folder has no single digest; its tensors were verified one by one instead
+        digest = f"sha256 {w.sha256}" if w.sha256 else "each tensor verified by reading it back"
+        out.append(f"wrote {escape(str(w.path))} ({w.format}, {w.tensors} tensors) {digest}")
     elif result.dry_run and not result.partial:
         out.append("[dim]dry run: nothing written[/dim]")
     return out

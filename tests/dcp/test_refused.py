@@ -45,6 +45,30 @@ def test_a_truncated_data_file_is_an_error(dcp_folders: dict[str, Path], tmp_pat
     assert not (tmp_path / "x.pt").exists()
 
 
+@pytest.mark.parametrize("name", ["shard0", "shard1"])
+def test_diff_of_a_folder_with_itself_reads_its_data(dcp_folders: dict[str, Path], tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str], name: str) -> None:
+    """Same folder, same entry is not proof of equal bytes: a missing data file is an error, not "equal"."""
+    folder = _copy(dcp_folders[name], tmp_path)
+    assert main(["diff", str(folder), str(folder)]) == 0
+    capsys.readouterr()
+    next(folder.glob("*.distcp")).unlink()
+    assert main(["diff", str(folder), str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert ".distcp" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["inspect", "scan", "diff"])
+def test_one_data_file_is_sent_to_its_folder(dcp_folders: dict[str, Path], command: str,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A .distcp file alone is one piece of a folder, not a corrupt zip: the error names the folder to pass."""
+    folder = dcp_folders["shard0"]
+    data = str(next(folder.glob("*.distcp")))
+    assert main([command, data] + ([data] if command == "diff" else [])) == 2
+    err = capsys.readouterr().err
+    assert "torch.distributed.checkpoint folder" in err and str(folder) in err and "corrupt" not in err
+
+
 def test_a_missing_chunk_is_an_error_not_zeros(dcp_folders: dict[str, Path], tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     folder = _copy(dcp_folders["mesh2d"], tmp_path)

@@ -145,6 +145,66 @@ def test_remap_rewrites_only_the_metadata(dcp_folders: dict[str, Path], tmp_path
     assert state == {"epoch": 3, "args": {"lr": 0.5, "name": "run"}}
 
 
+def test_remap_to_a_folder_reports_no_blank_digest(tmp_path: Path) -> None:
+    """A DCP folder has no single sha256: the report says how it was verified instead of an empty digest."""
+    from tests.conftest import run_cli
+
+    _reference(tmp_path / "ref.pt")
+    assert main(["convert", str(tmp_path / "ref.pt"), "-o", str(tmp_path / "src")]) == 0
+    proc = run_cli("remap", str(tmp_path / "src"), "-o", str(tmp_path / "out"), "--add-prefix", "x")
+    assert proc.returncode == 0, proc.stderr
+    wrote = next(line for line in proc.stdout.splitlines() if line.startswith("wrote"))
+    assert "sha256" not in wrote and "verified" in wrote
+
+
+def test_a_pickled_object_is_refused_as_output_and_nothing_is_left(tmp_path: Path) -> None:
+    """A DCP folder keeps plain data only: a pickled model is refused as the output's limit, naming the way out."""
+    from tests.conftest import FIXTURES, run_cli
+
+    out = tmp_path / "m.dcp"
+    proc = run_cli("convert", FIXTURES / "model1_train.pt", "-o", out)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "error[output-refused]" in proc.stderr and "DCP folder" in proc.stderr and "--sanitize" in proc.stderr
+    assert not out.exists() and not list(tmp_path.iterdir())
+    assert main(["convert", str(FIXTURES / "model1_train.pt"), "-o", str(out), "--sanitize"]) == 0
+
+
+def test_force_never_replaces_a_folder_of_other_files(tmp_path: Path) -> None:
+    """--force replaces an earlier DCP output; a folder of unrelated files is refused and left as it was."""
+    _reference(tmp_path / "ref.pt")
+    other = tmp_path / "other"
+    (other / "sub").mkdir(parents=True)
+    (other / "sub" / "notes.txt").write_text("keep")
+    assert main(["convert", str(tmp_path / "ref.pt"), "-o", str(other), "--force"]) == 2
+    assert (other / "sub" / "notes.txt").read_text() == "keep"
+    out = tmp_path / "out"
+    assert main(["convert", str(tmp_path / "ref.pt"), "-o", str(out)]) == 0
+    assert main(["convert", str(tmp_path / "ref.pt"), "-o", str(out), "--force"]) == 0
+    assert (out / ".metadata").is_file()
+
+
+def test_remap_force_replaces_its_earlier_folder(tmp_path: Path) -> None:
+    """remap writes DCP folders, so --force replaces an earlier one; other paths stay one-line refusals."""
+    from tests.conftest import run_cli
+
+    _reference(tmp_path / "ref.pt")
+    assert main(["convert", str(tmp_path / "ref.pt"), "-o", str(tmp_path / "src")]) == 0
+    out = tmp_path / "out"
+    assert main(["remap", str(tmp_path / "src"), "-o", str(out), "--add-prefix", "x"]) == 0
+    proc = run_cli("remap", tmp_path / "src", "-o", out, "--add-prefix", "y")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--force" in proc.stderr
+    assert main(["remap", str(tmp_path / "src"), "-o", str(out), "--add-prefix", "y", "--force"]) == 0
+    assert "model.y.0.weight" in _full_state_keys(out)
+    proc = run_cli("remap", tmp_path / "ref.pt", "-o", out, "--add-prefix", "y", "--force")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "directory" in proc.stderr
+
+
+def _full_state_keys(folder: Path) -> list[str]:
+    from ckpttool.io.formats.dcp_metadata import read_metadata
+
+    return list(read_metadata(folder).entries)
+
+
 def test_writing_a_folder_imports_no_torch(tmp_path: Path) -> None:
     _reference(tmp_path / "ref.pt")
     code = ("import sys; from ckpttool.ops.convert import convert; convert(sys.argv[1], sys.argv[2]); "

@@ -101,6 +101,16 @@ def test_diffusers_unknown_section_is_a_clear_error():
     assert "unet" in result.stderr and result.stderr.count("\n") == 1
 
 
+@pytest.mark.parametrize("command", [["diff", str(HF / "diffusers_pipeline")], ["convert", "-o", "out.safetensors"],
+                                     ["remap", "--add-prefix", "x", "-o", "out.pt"]])
+def test_diffusers_without_section_says_how_to_pick_a_component(tmp_path, command):
+    """A pipeline has no "model": each command's one-line error names the option that picks a component."""
+    result = run_cli(command[0], HF / "diffusers_pipeline", *command[1:], cwd=tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "--section text_encoder" in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
 def test_diffusers_broken_component_names_the_file(tmp_path):
     folder = tmp_path / "pipe"
     shutil.copytree(HF / "diffusers_pipeline", folder)

@@ -56,6 +56,18 @@ def test_safetensors_stays_safetensors(tmp_path):
     assert main(["remap", str(SD1), "-o", str(tmp_path / "x.safetensors"), "--add-prefix", "a"]) == 2
 
 
+def test_safetensors_shards_stay_safetensors(tmp_path):
+    """A folder of safetensors shards is remapped to one safetensors file, never silently to a pickle."""
+    shards = FIXTURES / "gpu" / "hf_sharded_safetensors"
+    out = tmp_path / "m.safetensors"
+    assert main(["remap", str(shards), "-o", str(out), "--add-prefix", "x"]) == 0
+    got = load_file(out)
+    assert got and all(k.startswith("x.") for k in got)
+    proc = run_cli("remap", str(shards), "-o", str(tmp_path / "m.pt"), "--add-prefix", "x")
+    assert proc.returncode == 2 and "safetensors" in proc.stderr
+    assert not (tmp_path / "m.pt").exists()
+
+
 def test_existing_output_needs_force_and_input_is_never_the_output(tmp_path, capsys):
     out = tmp_path / "out.pt"
     out.write_bytes(b"keep me")

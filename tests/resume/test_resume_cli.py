@@ -99,6 +99,18 @@ def test_fix_writes_a_patched_copy_atomically(tmp_path: Path) -> None:
     assert src.read_bytes() == before
 
 
+@pytest.mark.parametrize("name", ["fixed.safetensors", "last.pt.fixed"])
+def test_fix_output_name_asks_for_a_torch_extension(tmp_path: Path, name: str) -> None:
+    """An output name that is not a torch file gets one answer: name it .pt, .pth or .ckpt (never .safetensors)."""
+    src = tmp_path / "last.pt"
+    make = lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.5, total_steps=50)  # noqa: E731
+    generic_checkpoint(src, make, done=6, steps=5, per_step=True)
+    proc = run_cli("validate-resume", src, "--epochs", "14", "--fix", "-o", tmp_path / name)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert ".pt, .pth or .ckpt" in proc.stderr and ".safetensors" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
 def test_fix_of_pickled_module_checkpoint_converts_modules(tmp_path: Path) -> None:
     pytest.importorskip("ckpttool.io.write.checkpoint")
     from ckpttool.ops.resume import ResumeOptions, validate_resume

@@ -275,6 +275,10 @@ def check_folder_target(output: Path, inputs: Sequence[Path], force: bool) -> No
                 raise OutputRefused("the output folder holds an input", path=output)
     if output.exists() and not force:
         raise OutputRefused("the output exists", hint="pass --force to replace it", path=output)
+    if output.is_dir() and not (output / ".metadata").is_file() and any(output.iterdir()):
+        # replacing removes the whole folder: only ever a DCP checkpoint, never a folder of other files
+        raise OutputRefused("the output is a folder that is not a DCP checkpoint; --force replaces only those",
+                            hint="name a new folder", path=output)
     if not output.parent.is_dir():
         raise OutputRefused("the output folder's parent does not exist", path=output)
 

@@ -58,8 +58,11 @@ def view_of(ckpt: Checkpoint, name: str, *, required: bool = True) -> SideView:
     if section is None:
         if required:
             have = ", ".join(k for k in ckpt.sections if k != "meta") or "none"
+            first = next((k for k in ckpt.sections if k != "meta"), None)
+            hint = (f"compare one of its sections with --section {first}, or all with --section all"
+                    if name == "model" and first is not None else None)
             raise SectionNotFound(f"no {name} section in this checkpoint (layout {ckpt.layout}; sections: {have})",
-                                  path=ckpt.path)
+                                  path=ckpt.path, hint=hint)
         return SideView(source=None, present=False, plain={})
     if section.state_dict is not None:
         sd = section.state_dict

@@ -37,8 +37,8 @@ def _same_location(a: TensorRef, b: TensorRef) -> bool:
     path_a, path_b = getattr(sa.source, "path", None), getattr(sb.source, "path", None)
     if path_a is None or path_b is None:
         return False
-    try:
-        return os.path.samefile(path_a, path_b)
+    try:  # one file only: a folder source (DCP) spreads the bytes over data files that may be missing
+        return os.path.isfile(path_a) and os.path.samefile(path_a, path_b)
     except OSError:
         return False
 

@@ -137,12 +137,21 @@ def _derived(opts: RemapOptions, base: RemapPlan, sd_meta: dict[str, Any] | None
 _NOT_REWRITABLE = ("torch-export", "peft", "diffusers")
 
 
+def _holds_safetensors(ckpt: Checkpoint) -> bool:
+    """A safetensors file or a set of safetensors shards: the output stays safetensors, not a pickle."""
+    if ckpt.format == "safetensors":
+        return True
+    shards = ckpt.members.get("shards") if ckpt.format == "sharded" else None
+    return bool(shards) and all(str(s).lower().endswith(".safetensors") for s in shards)
+
+
 def _output_format(ckpt: Checkpoint, output: Path | None, findings: list[Finding]) -> str:
     if ckpt.format == "dcp" and output is not None and output.suffix.lower() in ("", ".dcp"):
         return "dcp"
-    fmt = "safetensors" if ckpt.format == "safetensors" else "torch"
+    fmt = "safetensors" if _holds_safetensors(ckpt) else "torch"
     if output is not None and (output.suffix.lower() == ".safetensors") != (fmt == "safetensors"):
-        raise UsageError(f"remap writes the input's format ({ckpt.format}); {output.name} names another",
+        shown = ckpt.format if ckpt.format == fmt else f"{ckpt.format}, written as one {fmt} file"
+        raise UsageError(f"remap writes the input's format ({shown}); {output.name} names another",
                          hint="name the output like the input, or change format with ckpttool convert")
     if ckpt.format in ("torch-legacy", "torchscript"):
         findings.append(Finding("remap.format", "info", f"the input is {ckpt.format}; the output is a torch "
@@ -164,7 +173,7 @@ def remap(path: Path, opts: RemapOptions, output: Path | None = None, *, dry_run
     opts.check()
     if output is None and not dry_run:
         raise UsageError("-o OUTPUT is required (or --dry-run to only show the plan)")
-    if output is not None and not dry_run:
+    if output is not None and not dry_run and not Path(output).is_dir():  # a folder: the DCP writer checks it
         from ckpttool.io.write.atomic import check_target
 
         check_target(Path(output), [Path(path)], force)
@@ -203,7 +212,7 @@ def remap(path: Path, opts: RemapOptions, output: Path | None = None, *, dry_run
                              hint="convert its weights first (ckpttool convert IN -o weights.safetensors) "
                                   "and remap that; --dry-run shows the mapping")
 
-        meta_st = ckpt.members.get("__metadata__") if fmt == "safetensors" else None
+        meta_st = ckpt.members.get("__metadata__") if ckpt.format == "safetensors" else None
         sanitizer = Sanitizer() if opts.sanitize and fmt != "safetensors" else None
         result.output = write_checkpoint(applied.tree, Path(output), inputs=[Path(path)], force=force, fmt=fmt,
                                          metadata=dict(meta_st) if isinstance(meta_st, dict) else None,

@@ -6,7 +6,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from ckpttool.errors import CkptError, UsageError
+from ckpttool.errors import CkptError, SectionNotFound, UsageError
 from ckpttool.model import Checkpoint, StateDict
 from ckpttool.ops.remap.align import Target
 from ckpttool.ops.remap.optimizer import parameter_keys
@@ -20,7 +20,13 @@ def primary_state_dict(ckpt: Checkpoint) -> tuple[str, StateDict]:
         sec = ckpt.sections.get(kind)
         if sec is not None and sec.state_dict is not None:
             return kind, sec.state_dict
-    return "model", ckpt.state_dict("model")  # raises SectionNotFound with the list of sections
+    try:
+        return "model", ckpt.state_dict("model")  # raises SectionNotFound with the list of sections
+    except SectionNotFound as exc:
+        if ckpt.layout == "diffusers-pipeline" and ckpt.sections:
+            exc.hint = (f"remap renames one model: convert a component first (ckpttool convert IN --section "
+                        f"{next(iter(ckpt.sections))} -o part.safetensors) and remap that")
+        raise
 
 
 def target_from_checkpoint(path: Path) -> Target:

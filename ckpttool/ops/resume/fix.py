@@ -177,9 +177,9 @@ def _path_copy(root: Any, source: str) -> Any:
 def write_fixed(tree: Any, source: str, patched: dict[str, Any], output: Path, *, inputs: list[Path],
                 force: bool, sanitize: bool = False) -> tuple[dict[str, Any], list[Check]]:
     """Write ``tree`` with the scheduler at ``source`` replaced by ``patched``; returns what was written."""
-    from ckpttool.io.write.checkpoint import write_checkpoint
+    from ckpttool.io.write.checkpoint import TORCH_SUFFIXES, write_checkpoint
 
-    if output.suffix.lower() == ".safetensors":
+    if output.suffix.lower() not in TORCH_SUFFIXES:  # the writer's own hint would offer .safetensors too
         raise UsageError("a resumable checkpoint needs a torch format: name the output .pt, .pth or .ckpt")
     new_tree, notes = plain_tree(tree) if sanitize else (_path_copy(tree, source), [])
     if not isinstance(new_tree, dict):
