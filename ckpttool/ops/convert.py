@@ -386,6 +386,9 @@ def convert(input_path: str | Path, output: str | Path, options: ConvertOptions 
             output.mkdir(exist_ok=True)  # exist_ok: the ranks of a torchrun group race to make it
             made = output
         output = output / "model.safetensors"
+    elif opts.max_shard_size and not output.parent.exists() and output.parent.parent.is_dir():
+        output.parent.mkdir(exist_ok=True)  # out/model.safetensors: the shard set's folder, as for out/
+        made = output.parent
     try:
         return _convert(input_path, output, opts)
     except BaseException:

@@ -312,3 +312,22 @@ def test_sharded_output_folder_is_created(tmp_path: Path) -> None:
     assert (tmp_path / "new" / "model.safetensors.index.json").is_file()
     got = ckpttool.open(tmp_path / "new").state_dict()
     assert list(got) == list(sd) and got["head.weight"].storage is got["embed.weight"].storage
+
+
+def test_sharded_output_named_by_its_index_file_makes_its_folder(tmp_path: Path) -> None:
+    """``-o out/model.safetensors`` (the --help example) works when ``out/`` does not exist yet."""
+    src, sd = _model_file(tmp_path)
+    out = tmp_path / "out" / "model.safetensors"
+    assert main(["convert", str(src), "-o", str(out), "--max-shard-size", "200B"]) == 0
+    loaded: dict[str, torch.Tensor] = {}
+    index = json.loads((tmp_path / "out" / "model.safetensors.index.json").read_text())
+    for shard in sorted(set(index["weight_map"].values())):
+        loaded.update(load_file(tmp_path / "out" / shard))
+    assert set(index["weight_map"]) == set(sd) - {"head.weight"}  # tied to embed.weight: stored once
+    assert all(torch.equal(loaded[k], sd[k]) for k in loaded) and len(loaded) == len(sd) - 1
+
+
+def test_a_failed_sharded_write_leaves_no_folder_it_made(tmp_path: Path) -> None:
+    result = main(["convert", str(FIXTURES / "truncated.pt"), "-o", str(tmp_path / "out" / "model.safetensors"),
+                   "--max-shard-size", "200B"])
+    assert result == 2 and not (tmp_path / "out").exists()
