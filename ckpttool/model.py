@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "Severity", "Finding", "ByteSource", "Storage", "TensorRef", "GlobalRef", "Stub",
     "PickledDict", "StateDict", "Section", "Checkpoint", "GlobalUse", "SECTION_KINDS",
-    "CHUNK_BYTES", "CompositeTensor",
+    "CHUNK_BYTES", "CompositeTensor", "merged_state",
 ]
 
 Severity = Literal["info", "warn", "error"]
@@ -213,6 +213,17 @@ class GlobalRef:
         return f"<global {self.fullname}>"
 
 
+def merged_state(state: Any) -> dict[str, Any]:
+    """The attributes a BUILD state sets: a ``__dict__``, or a ``(dict_state, slots_state)`` pair merged."""
+    if isinstance(state, tuple) and len(state) == 2:
+        merged: dict[str, Any] = {}
+        for part in state:
+            if isinstance(part, dict):
+                merged.update(part)
+        return merged
+    return state if isinstance(state, dict) else {}
+
+
 class Stub:
     """Stand-in for an object of a class ckpttool did not import; it records and never runs.
 
@@ -237,14 +248,7 @@ class Stub:
     @property
     def attributes(self) -> dict[str, Any]:
         """The instance ``__dict__`` this object would have had (BUILD state)."""
-        state = self.state
-        if isinstance(state, tuple) and len(state) == 2:  # (dict_state, slots_state)
-            merged: dict[str, Any] = {}
-            for part in state:
-                if isinstance(part, dict):
-                    merged.update(part)
-            return merged
-        return state if isinstance(state, dict) else {}
+        return merged_state(self.state)
 
     @property
     def is_module(self) -> bool:

@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ckpttool.errors import AllocationLimit, InflationLimit, TruncatedFile
 from ckpttool.model import CHUNK_BYTES
 
-__all__ = ["FileSource", "DeflatedSource", "MAX_STORAGE_BYTES", "check_storage_size"]
+__all__ = ["FileSource", "DeflatedSource", "MAX_STORAGE_BYTES", "check_storage_size", "in_chunks"]
+
+
+def in_chunks(read: Callable[[int, int], bytes], offset: int, length: int, chunk: int) -> Iterator[bytes]:
+    """``length`` bytes from ``offset`` through ``read(offset, n)``, at most ``chunk`` bytes a call."""
+    end = offset + length
+    while offset < end:
+        n = min(chunk, end - offset)
+        yield read(offset, n)
+        offset += n
 
 # No machine holds a storage this large (256 TiB); a file declaring one (2**62 elements overflowed
 # torch's C++ reader once) is built to make a loader that allocates before it reads run out.
@@ -56,11 +65,7 @@ class FileSource:
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def chunks(self, offset: int, length: int, chunk: int = CHUNK_BYTES) -> Iterator[bytes]:
-        end = offset + length
-        while offset < end:
-            n = min(chunk, end - offset)
-            yield self.read(offset, n)
-            offset += n
+        return in_chunks(self.read, offset, length, chunk)
 
     def close(self) -> None:
         if self._fd is not None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ckpttool.errors import CkptError, TruncatedFile, UnreadableCheckpoint
 from ckpttool.io.formats.dcp_metadata import StorageItem
-from ckpttool.io.source import FileSource
+from ckpttool.io.source import FileSource, in_chunks
 from ckpttool.model import CHUNK_BYTES, ByteSource, TensorRef
 
 __all__ = ["WindowSource", "DataFiles", "open_chunk", "read_value"]
@@ -40,11 +40,7 @@ class WindowSource:
         return self.file.read(self.base + offset, length)
 
     def chunks(self, offset: int, length: int, chunk: int = CHUNK_BYTES) -> Iterator[bytes]:
-        end = offset + length
-        while offset < end:
-            n = min(chunk, end - offset)
-            yield self.read(offset, n)
-            offset += n
+        return in_chunks(self.read, offset, length, chunk)
 
 
 class BytesWindow:
@@ -62,11 +58,7 @@ class BytesWindow:
         return self.data[offset:offset + length]
 
     def chunks(self, offset: int, length: int, chunk: int = CHUNK_BYTES) -> Iterator[bytes]:
-        end = offset + length
-        while offset < end:
-            n = min(chunk, end - offset)
-            yield self.read(offset, n)
-            offset += n
+        return in_chunks(self.read, offset, length, chunk)
 
 
 class DataFiles:

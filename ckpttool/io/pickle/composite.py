@@ -15,7 +15,7 @@ from typing import Any
 from ckpttool.dtypes import by_name, packed_nbytes
 from ckpttool.errors import CorruptPickle
 from ckpttool.io.pickle.strided import ints, strided_tensor
-from ckpttool.model import CompositeTensor, GlobalRef, Storage, Stub, TensorRef
+from ckpttool.model import CompositeTensor, GlobalRef, Storage, Stub, TensorRef, merged_state
 
 __all__ = ["COMPOSITE_IMPLS", "unknown_rebuild", "is_rebuild_name", "DTENSOR_CLASSES"]
 
@@ -246,17 +246,6 @@ def _mesh_shape(attrs: dict[str, Any]) -> list[int] | None:
     return list(rank_map.shape) if isinstance(rank_map, TensorRef) else None
 
 
-def _merged_state(state: Any) -> dict[str, Any]:
-    """``__dict__`` and ``__slots__`` state (torch's ``_set_obj_state`` takes either or a pair)."""
-    if isinstance(state, tuple) and len(state) == 2:
-        merged: dict[str, Any] = {}
-        for part in state:
-            if isinstance(part, dict):
-                merged.update(part)
-        return merged
-    return state if isinstance(state, dict) else {}
-
-
 def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any = None) -> Any:
     """A tensor subclass: its inner rebuild, then what the class and its ``__dict__`` say."""
     from ckpttool.io.pickle.rebuild import call_global
@@ -266,7 +255,7 @@ def _rebuild_from_type_v2(func: Any, new_type: Any, args: Any, state: Any = None
     fname = func.fullname if isinstance(func, GlobalRef) else "unknown"
     inner = call_global(fname, args, {}) if is_rebuild_name(fname) or fname.startswith("torch.") else None
     cls = new_type.fullname if isinstance(new_type, GlobalRef) else "unknown"
-    state = _merged_state(state)
+    state = merged_state(state)
     if cls in _PLAIN_CLASSES and isinstance(inner, TensorRef | CompositeTensor):
         return inner  # a plain tensor (a Python attribute set on it is all its state holds)
     if isinstance(inner, CompositeTensor) and inner.kind == "subclass":
