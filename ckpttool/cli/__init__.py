@@ -59,7 +59,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _error(message: str) -> None:
-    click.echo(f"ckpttool: {message}", err=True)
+    from ckpttool.cli.common import quiet_rank
+
+    if not quiet_rank():  # under torchrun rank 0 alone reports; every rank exits with the same status
+        click.echo(f"ckpttool: {message}", err=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         _error("aborted")
         return 130
     except click.ClickException as exc:
-        exc.show()
+        from ckpttool.cli.common import quiet_rank
+
+        if not quiet_rank():
+            exc.show()
         return 2 if exc.exit_code == 2 else exc.exit_code or 2
     except click.exceptions.Exit as exc:
         return int(exc.exit_code or 0)

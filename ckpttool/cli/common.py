@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -66,3 +67,20 @@ def quiet_rank() -> bool:
 
     ranks = ranks_from_env()
     return ranks is not None and not ranks.is_leader
+
+
+def leader_only(fn: F) -> F:
+    """Under torchrun, the command runs (and reports) on rank 0 alone; the others wait and exit with its status."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ckpttool.parallel import ranks_from_env
+
+        ranks = ranks_from_env()
+        if ranks is None:
+            return fn(*args, **kwargs)
+        with ranks:
+            return ranks.on_leader(lambda: fn(*args, **kwargs))
+
+    return wrapper  # type: ignore[return-value]
+

@@ -35,6 +35,9 @@ from ckpttool.cli.common import (
 @click.option("--max-shard-size", metavar="SIZE",
               help="Write shards of at most SIZE (e.g. 2GB) with an index: safetensors, or Hugging Face "
                    ".bin shards when OUTPUT is named pytorch_model.bin or pytorch_model.bin.index.json.")
+@click.option("--dcp-file-size", metavar="SIZE",
+              help="DCP output: tensor bytes per .distcp data file [256MiB]; the files are the units --jobs "
+                   "and torchrun ranks write in parallel, and the folder's bytes depend on SIZE only.")
 @click.option("--hash-name", is_flag=True, help="Put the first 8 hex digits of the sha256 in the file name.")
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists (never an input).")
 @click.option("--drop", "drop", multiple=True, metavar="PATTERN",
@@ -46,7 +49,8 @@ from ckpttool.cli.common import (
 @jobs_option
 @json_option
 def command(path: Path, output: Path, section: str | None, ema: bool, dtype: str | None, strip_optimizer: bool,
-            sanitize: bool, max_shard_size: str | None, hash_name: bool, force: bool, drop: tuple[str, ...],
+            sanitize: bool, max_shard_size: str | None, dcp_file_size: str | None, hash_name: bool, force: bool,
+            drop: tuple[str, ...],
             quantized_parts: bool, jobs: int | None, as_json: bool) -> int:
     """Convert PATH to OUTPUT: torch ↔ safetensors, sharded, cast, EMA, release or sanitised form.
 
@@ -66,6 +70,8 @@ def command(path: Path, output: Path, section: str | None, ema: bool, dtype: str
       ckpttool convert ds_run/ -o model.safetensors   # DeepSpeed ZeRO folder: fp32 weights
       ckpttool convert big.pt -o out/pytorch_model.bin.index.json --max-shard-size 2GB
       ckpttool convert qmodel.pt -o plain.safetensors --drop '*._packed_params'
+      ckpttool convert big.pt -o big_dcp/ --jobs 4        # DCP folder, data files written in parallel
+      torchrun --nproc-per-node 4 -m ckpttool convert run_dcp/ -o out/ --max-shard-size 5GB
     Exit status: 0 written, 2 bad input, refused output or bad options.
     """
     from ckpttool.io.formats.sharded import parse_size
@@ -74,7 +80,8 @@ def command(path: Path, output: Path, section: str | None, ema: bool, dtype: str
     opts = ConvertOptions(section=section, ema=ema, dtype=dtype, strip_optimizer=strip_optimizer,
                           sanitize=sanitize, max_shard_size=parse_size(max_shard_size) if max_shard_size else None,
                           hash_name=hash_name, force=force, drop=drop, quantized_parts=quantized_parts,
-                          jobs=resolve_jobs(jobs))
+                          jobs=resolve_jobs(jobs),
+                          dcp_file_bytes=parse_size(dcp_file_size) if dcp_file_size else None)
     result = convert(path, output, opts)
     if quiet_rank():
         return 0

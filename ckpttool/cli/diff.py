@@ -9,7 +9,16 @@ from typing import Any
 
 import click
 
-from ckpttool.cli.common import console, emit_json, input_path, jobs_option, json_option, print_renderable, resolve_jobs
+from ckpttool.cli.common import (
+    console,
+    emit_json,
+    input_path,
+    jobs_option,
+    json_option,
+    print_renderable,
+    quiet_rank,
+    resolve_jobs,
+)
 from ckpttool.cli.html_output import check_html, emit_html, html_options
 from ckpttool.errors import UsageError
 
@@ -134,6 +143,7 @@ def command(a: Path, b: Path, section: str, rtol: float, atol: float, strip_pref
       ckpttool diff base.pt tuned.pt --group-by module --depth 2
       ckpttool diff base.pt tuned.pt --fail-on 'backbone.*:max_abs>0' --json
       ckpttool diff base.pt tuned.pt --html changes.html
+      torchrun --nproc-per-node 4 -m ckpttool diff run_a/ run_b/ --json
 
     \b
     Exit status: 0 equal (within tolerance), 1 different (or a --fail-on rule broken), 2 error.
@@ -145,11 +155,14 @@ def command(a: Path, b: Path, section: str, rtol: float, atol: float, strip_pref
                        ignore_dtype, rules_file, like)
     check_html(html_out, open_html, inputs=(a, b))
     ckpt_a, ckpt_b = open_checkpoint(a), open_checkpoint(b)
+    quiet = quiet_rank()  # under torchrun the pairs are split over the ranks; rank 0 alone reports
     bar = _DelayedBar()
     try:
-        result = diff_checkpoints(ckpt_a, ckpt_b, options, progress=bar, jobs=resolve_jobs(jobs))
+        result = diff_checkpoints(ckpt_a, ckpt_b, options, progress=None if quiet else bar, jobs=resolve_jobs(jobs))
     finally:
         bar.close()
+    if quiet:
+        return 1 if result.failed else 0
     emit_html("diff", result.to_dict(), html_out, open_html, inputs=(a, b), title=f"ckpttool diff {a} {b}")
     if as_json:
         emit_json(result.to_dict())

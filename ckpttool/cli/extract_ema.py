@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ckpttool.cli.common import emit_json, input_path, json_option, print_renderable
+from ckpttool.cli.common import emit_json, input_path, json_option, leader_only, print_renderable
 from ckpttool.errors import UsageError
 
 
@@ -25,6 +25,7 @@ from ckpttool.errors import UsageError
 @click.option("--sanitize", is_flag=True, help="With --into-checkpoint: write pickled modules and other objects "
               "as plain data (weights_only-loadable) instead of keeping them.")
 @json_option
+@leader_only
 def command(path: Path, output: Path | None, source: str | None, dtype: str | None, into_checkpoint: bool,
             strip_optimizer: bool, list_only: bool, dry_run: bool, force: bool, sanitize: bool, as_json: bool) -> int:
     """Write the EMA weights of PATH as a plain state_dict with the model's own keys.

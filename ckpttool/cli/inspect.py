@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ckpttool.cli.common import emit_json, input_path, json_option, print_renderable
+from ckpttool.cli.common import emit_json, input_path, json_option, print_renderable, quiet_rank
 from ckpttool.cli.html_output import check_html, emit_html, html_options
 from ckpttool.errors import about
 from ckpttool.model import SECTION_KINDS
@@ -45,6 +45,8 @@ def command(path: Path, sections: tuple[str, ...], keys: bool, stats: bool, dept
     check_html(html_out, open_html, inputs=(path,))
     with about(path):
         report = inspect_checkpoint(open_checkpoint(path), sections=sections, stats=stats)
+    if quiet_rank():  # under torchrun every rank reads the same file (no torch here); rank 0 alone reports
+        return 0
     emit_html("inspect", report.to_dict(), html_out, open_html, inputs=(path,), title=f"ckpttool inspect {path}")
     if as_json:
         emit_json(report.to_dict())

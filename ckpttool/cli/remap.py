@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ckpttool.cli.common import emit_json, input_path, json_option, print_renderable
+from ckpttool.cli.common import emit_json, input_path, json_option, leader_only, print_renderable
 
 
 @click.command("remap")
@@ -33,6 +33,7 @@ from ckpttool.cli.common import emit_json, input_path, json_option, print_render
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--quiet", is_flag=True, help="Hide unchanged keys in the mapping table.")
 @json_option
+@leader_only
 def command(src: Path, output: Path | None, strip_prefix: tuple[str, ...], add_prefix: tuple[str, ...],
             maps: tuple[str, ...], rules_file: Path | None, presets: tuple[str, ...], to: str | None,
             layout: Path | None, like: Path | None, model: str | None, strict: bool, drop_optimizer: bool,

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import click
 
-from ckpttool.cli.common import emit_json, input_path, jobs_option, json_option, print_renderable, resolve_jobs
+from ckpttool.cli.common import (
+    emit_json,
+    input_path,
+    jobs_option,
+    json_option,
+    print_renderable,
+    quiet_rank,
+    resolve_jobs,
+)
 
 
 @click.command("scan")
@@ -35,10 +43,13 @@ def command(paths: tuple[Path, ...], verbose: bool, jobs: int | None, as_json: b
     Examples:
       ckpttool scan downloads/*.pt
       ckpttool scan model.bin --json | jq '.files[].status'
+      torchrun --nproc-per-node 4 -m ckpttool scan shards/*.bin
     """
     from ckpttool.ops.scan import scan_files
 
     report = scan_files(list(paths), jobs=resolve_jobs(jobs))
+    if quiet_rank():  # under torchrun the files are split over the ranks; rank 0 alone reports
+        return report.exit_code
     if as_json:
         emit_json(report.to_dict())
     else:

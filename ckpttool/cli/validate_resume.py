@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ckpttool.cli.common import emit_json, input_path, json_option, print_renderable
+from ckpttool.cli.common import emit_json, input_path, json_option, leader_only, print_renderable
 from ckpttool.cli.html_output import check_html, emit_html, html_options
 from ckpttool.errors import UsageError
 
@@ -61,6 +61,7 @@ def _milestones(value: str | None) -> tuple[int, ...]:
               "data (weights_only-loadable) instead of keeping them.")
 @json_option
 @html_options
+@leader_only
 def command(path: Path, epochs: int, epochs_mode: str, schedule: str | None, lr_lambda: str | None,
             lrf: float | None, lr0: float | None, gamma: float, step_size: int, milestones: str | None, power: float,
             steps_per_epoch: int | None, old_epochs: int | None, start_epoch: int | None, scheduler_mode: str,

@@ -56,7 +56,8 @@ class ConvertOptions:
     force: bool = False
     drop: tuple[str, ...] = ()
     quantized_parts: bool = False
-    jobs: int = 1  # worker processes for shard sets (the same bytes for any number)
+    jobs: int = 1  # worker processes for shard sets and DCP folders (the same bytes for any number)
+    dcp_file_bytes: int | None = None  # DCP output: tensor bytes per data file (None: the writer's default)
 
 
 @dataclass
@@ -332,7 +333,11 @@ def _to_dcp(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Caster
         refuse_composites(tree, "a DCP folder written by ckpttool")
     if not isinstance(tree, dict):
         raise UsageError("a DCP folder holds a dict; this checkpoint's root is not one")
-    written = write_dcp_folder(tree, output, inputs=inputs, force=opts.force, transform=_no_stubs(fn, output))
+    from ckpttool.parallel import ranks_from_env
+
+    size = {"file_bytes": opts.dcp_file_bytes} if opts.dcp_file_bytes else {}
+    written = write_dcp_folder(tree, output, inputs=inputs, force=opts.force, transform=_no_stubs(fn, output),
+                               jobs=opts.jobs, ranks=ranks_from_env(), **size)
     return ConvertResult(ckpt.path, ckpt.format, ckpt.layout, output, "dcp", content, "", written.tensors,
                          written.nbytes, changes=sanitizer.changes if sanitizer else [],
                          notes=["a DCP folder has no single sha256; each tensor is verified by reading it back"])
@@ -344,6 +349,9 @@ def _check(opts: ConvertOptions, out_fmt: str) -> None:
     if opts.max_shard_size and out_fmt not in ("safetensors", "bin-shards"):
         raise UsageError("--max-shard-size writes sharded safetensors or .bin shards: name the output "
                          ".safetensors, pytorch_model.bin or pytorch_model.bin.index.json")
+    if opts.dcp_file_bytes and out_fmt != "dcp":
+        raise UsageError("--dcp-file-size sizes the data files of a DCP folder: name a folder (no extension or "
+                         ".dcp) as the output")
     if opts.max_shard_size and opts.hash_name:
         raise UsageError("--hash-name names one file; it cannot be combined with --max-shard-size")
     if opts.quantized_parts and out_fmt != "safetensors":
@@ -360,13 +368,8 @@ def _is_bin_output(output: Path) -> bool:
     return is_bin_output(output)
 
 
-def _check_ranks(opts: ConvertOptions) -> None:
-    """Under torchrun the ranks split a shard set between them; any other output would be written by all."""
-    from ckpttool.parallel import ranks_from_env
-
-    if ranks_from_env() is not None and not opts.max_shard_size:
-        raise UsageError("under torchrun, convert splits the work by output shard: pass --max-shard-size",
-                         hint="or run it as one process")
+def _dcp_output(output: Path, opts: ConvertOptions) -> bool:
+    return not opts.max_shard_size and (output.is_dir() or output.suffix in ("", ".dcp"))
 
 
 def convert(input_path: str | Path, output: str | Path, options: ConvertOptions | None = None) -> ConvertResult:
@@ -375,9 +378,14 @@ def convert(input_path: str | Path, output: str | Path, options: ConvertOptions 
     Raises:
         CkptError: unreadable input, a refused output, bad options, a failed verification.
     """
+    from ckpttool.parallel import ranks_from_env
+
     opts = options or ConvertOptions()
     output = Path(output)
-    _check_ranks(opts)
+    ranks = ranks_from_env()
+    if ranks is not None and not (opts.max_shard_size or _dcp_output(output, opts)):
+        with ranks:  # one output file: rank 0 writes it, the others wait and get its result (or its error)
+            return ranks.on_leader(lambda: convert(input_path, output, opts))
     made: Path | None = None
     if opts.max_shard_size and (output.is_dir() or not output.suffix):  # a folder of shards, made if need be
         if not output.is_dir():
@@ -399,7 +407,7 @@ def convert(input_path: str | Path, output: str | Path, options: ConvertOptions 
 
 
 def _convert(input_path: str | Path, output: Path, opts: ConvertOptions) -> ConvertResult:
-    dcp_out = not opts.max_shard_size and (output.is_dir() or output.suffix in ("", ".dcp"))
+    dcp_out = _dcp_output(output, opts)
     bin_shards = bool(opts.max_shard_size) and _is_bin_output(output)
     out_fmt = "dcp" if dcp_out else "bin-shards" if bin_shards else output_format(output)
     _check(opts, out_fmt)

@@ -8,6 +8,6 @@ depend on the number of workers, so neither do the output bytes.
 
 from ckpttool.parallel.plan import balance, default_jobs
 from ckpttool.parallel.pool import run_units
-from ckpttool.parallel.torchrun import Ranks, ranks_from_env
+from ckpttool.parallel.torchrun import Ranks, ranks_from_env, run_split
 
-__all__ = ["balance", "default_jobs", "run_units", "Ranks", "ranks_from_env"]
+__all__ = ["balance", "default_jobs", "run_units", "Ranks", "ranks_from_env", "run_split"]

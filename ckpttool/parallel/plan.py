@@ -9,11 +9,19 @@ __all__ = ["balance", "default_jobs"]
 
 
 def default_jobs() -> int:
-    """The cores this process may run on (its CPU affinity, not the machine's count)."""
+    """The cores this process may run on (its CPU affinity, not the machine's count).
+
+    Under torchrun the ranks of one machine (``LOCAL_WORLD_SIZE``) share them.
+    """
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - platforms without affinity
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    try:
+        local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        local = 1
+    return max(1, cores // local)
 
 
 def balance(sizes: Sequence[int], workers: int) -> list[list[int]]:

@@ -72,13 +72,17 @@ def test_ranks_come_from_torchrun_environment(monkeypatch: pytest.MonkeyPatch) -
     assert ranks_from_env() is None
 
 
-def test_convert_under_torchrun_needs_a_shard_set(monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_incomplete_torchrun_environment_is_one_error_line(monkeypatch: pytest.MonkeyPatch,
+                                                              tmp_path: os.PathLike,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
     from ckpttool.cli import main
     from tests.conftest import FIXTURES
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.delenv("MASTER_PORT", raising=False)
     assert main(["convert", str(FIXTURES / "model1_state_dict.pt"), "-o", f"{tmp_path}/x.safetensors"]) == 2
-    assert "--max-shard-size" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("ckpttool: error[usage") and "torchrun group" in err and err.count("\n") == 1, err
+    assert not os.listdir(tmp_path)

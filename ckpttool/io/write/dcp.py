@@ -9,8 +9,12 @@ data classes, pickled) is written last. Everything goes into a temporary folder 
 target, is read back through ckpttool's DCP reader and compared tensor by tensor with the CRC-32
 of what was written, then renamed into place; a failure leaves no partial output.
 
-How items are spread over data files depends only on the tree and ``files`` (never on how many
-processes write them), so the bytes of the folder are the same for any ``--jobs``.
+Tensors are spread over ``ceil(tensor bytes / file_bytes)`` data files (256 MiB each by default,
+largest first to the lightest file); that depends only on the tree, never on how many processes
+write the files, so the bytes of the folder are the same for any ``--jobs`` or torchrun world
+size. The data files are the units of work: each is written, then read back and checked, by one
+worker process or rank; the leader (this process, or rank 0) makes the temporary folder, writes
+``.metadata`` from the gathered item records and renames the folder into place.
 """
 
 from __future__ import annotations
@@ -23,16 +27,21 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ckpttool.errors import CkptError, OutputRefused, VerificationFailed
 from ckpttool.io.write.atomic import fsync_dir
 from ckpttool.model import CHUNK_BYTES, Storage, TensorRef
 
-__all__ = ["DcpEntry", "DcpWritten", "flatten", "plan_files", "write_dcp_folder", "write_data_file",
-           "write_metadata", "commit_folder", "temp_folder", "check_folder_target"]
+if TYPE_CHECKING:
+    from ckpttool.parallel.torchrun import Ranks
+    from ckpttool.parallel.workers import Workers
+
+__all__ = ["DcpEntry", "DcpWritten", "flatten", "plan_files", "files_for", "write_dcp_folder", "write_data_file",
+           "write_metadata", "commit_folder", "temp_folder", "check_folder_target", "DCP_FILE_BYTES"]
 
 Transform = Callable[[Any, Any], Any]
+DCP_FILE_BYTES = 256 << 20  # tensor bytes per data file: the unit of parallel work
 
 
 @dataclass
@@ -114,6 +123,13 @@ def flatten(tree: dict[Any, Any], transform: Transform | None = None) -> list[Dc
         else:
             stack.extend(((*path, i), v) for i, v in reversed(list(enumerate(value))))
     return out
+
+
+def files_for(entries: Sequence[DcpEntry], file_bytes: int = DCP_FILE_BYTES) -> int:
+    """How many data files: one per ``file_bytes`` of tensor bytes, at most one per tensor, at least one."""
+    tensors = sum(isinstance(e.value, TensorRef) for e in entries)
+    total = sum(e.nbytes for e in entries)
+    return max(1, min(tensors, -(-total // max(1, file_bytes))))
 
 
 def plan_files(entries: Sequence[DcpEntry], files: int) -> list[list[int]]:
@@ -313,19 +329,38 @@ def commit_folder(tmp: Path, output: Path) -> None:
 def verify_folder(folder: Path, entries: Sequence[DcpEntry], items: Sequence[ItemWritten],
                   reused: dict[str, list[Any]] | None = None) -> None:
     """Read ``folder`` back through ckpttool's reader: every entry there, every tensor's bytes as written."""
-    from ckpttool.io.formats.dcp import DataFiles, tensor_ref
-    from ckpttool.io.formats.dcp_metadata import TensorEntry, read_metadata
+    verify_entries(folder, entries, reused)
+    verify_items(folder, items)
+
+
+def _read_back(folder: Path) -> Any:
+    from ckpttool.io.formats.dcp_metadata import read_metadata
 
     try:
-        meta = read_metadata(folder)
+        return read_metadata(folder)
     except CkptError as exc:
         raise VerificationFailed(f"the DCP folder does not read back: {exc.message}", path=folder) from None
+
+
+def verify_entries(folder: Path, entries: Sequence[DcpEntry], reused: dict[str, list[Any]] | None = None) -> None:
+    """``.metadata`` reads back with every entry written, and linked tensors keep their chunks."""
+    from ckpttool.io.formats.dcp_metadata import TensorEntry
+
+    meta = _read_back(folder)
     if list(meta.entries) != [e.fqn for e in entries]:
         raise VerificationFailed("the DCP folder does not hold the entries written", path=folder)
     for fqn, chunks in (reused or {}).items():
         got = meta.entries[fqn]
         if not isinstance(got, TensorEntry) or got.chunks != chunks:
             raise VerificationFailed(f"DCP tensor {fqn!r} does not keep its chunks", path=folder)
+
+
+def verify_items(folder: Path, items: Sequence[ItemWritten]) -> None:
+    """Each tensor of ``items`` reads back (through ``.metadata``) with the CRC-32 of what was written."""
+    from ckpttool.io.formats.dcp import DataFiles, tensor_ref
+    from ckpttool.io.formats.dcp_metadata import TensorEntry
+
+    meta = _read_back(folder)
     files = DataFiles(folder)
     try:
         for item in items:
@@ -376,36 +411,65 @@ def _first_free(names: set[str]) -> int:
 
 
 def write_dcp_folder(tree: dict[Any, Any], output: Path, *, inputs: Sequence[Path] = (), force: bool = False,
-                     files: int = 1, transform: Transform | None = None, link_from: Any = None) -> DcpWritten:
+                     files: int | None = None, file_bytes: int = DCP_FILE_BYTES, transform: Transform | None = None,
+                     link_from: Any = None, jobs: int = 1, ranks: Ranks | None = None) -> DcpWritten:
     """Write ``tree`` as a DCP folder at ``output`` (see the module docstring).
 
+    ``files`` fixes the number of data files (else ``files_for(file_bytes)``); ``jobs`` worker processes
+    write them, and ``ranks`` (a torchrun group, not yet started) splits them over its ranks.
     ``link_from`` (the ``DcpMetadata`` of an input folder): tensors that are that folder's, unchanged,
     keep their chunks, and its data files are hard-linked (copied across file systems) rather than
     rewritten; only the rest goes into new data files (``remap`` renames keys this way).
     """
+    from ckpttool.parallel.workers import Workers
+
+    if ranks is None:
+        return _write_folder(tree, output, inputs, force, files, file_bytes, transform, link_from, Workers(jobs))
+    with ranks:
+        return _write_folder(tree, output, inputs, force, files, file_bytes, transform, link_from,
+                             Workers(jobs, ranks))
+
+
+def _write_folder(tree: dict[Any, Any], output: Path, inputs: Sequence[Path], force: bool, files: int | None,
+                  file_bytes: int, transform: Transform | None, link_from: Any, workers: Workers) -> DcpWritten:
     check_folder_target(output, inputs, force)
     entries = flatten(tree, transform)
     reused = _reusable(entries, link_from) if link_from is not None else {}
     fresh = [e for e in entries if e.fqn not in reused]
-    plan = plan_files(fresh, files) if fresh else []
-    tmp = temp_folder(output)
-    try:
-        items: list[ItemWritten] = []
-        linked = sorted({c.item.relative_path for chunks in reused.values() for c in chunks})
-        for name in linked:
-            _link(link_from.folder, name, tmp)
-        first = _first_free(set(linked))
-        names = list(linked)
-        for n, idx in enumerate(plan):
-            name = f"__{first + n}_0.distcp"
-            names.append(name)
-            items += write_data_file(tmp, name, [fresh[i] for i in idx])
+    plan = plan_files(fresh, files if files is not None else files_for(fresh, file_bytes)) if fresh else []
+    linked = sorted({c.item.relative_path for chunks in reused.values() for c in chunks})
+    first = _first_free(set(linked))
+    names = [f"__{first + n}_0.distcp" for n in range(len(plan))]
+    sizes = [sum(fresh[i].nbytes for i in idx) for idx in plan]
+
+    def prepare() -> Path:
+        tmp = temp_folder(output)
+        try:
+            for name in linked:
+                _link(link_from.folder, name, tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return tmp
+
+    def index() -> None:
         write_metadata(tmp, entries, items, reused)
-        verify_folder(tmp, entries, items, reused)
+        verify_entries(tmp, entries, reused)
+
+    def publish() -> None:
         fsync_dir(tmp)
         commit_folder(tmp, output)
+
+    tmp = workers.leader(prepare)
+    try:
+        per_file = workers.run(lambda n: write_data_file(tmp, names[n], [fresh[i] for i in plan[n]]), sizes)
+        items = [item for part in per_file for item in part]
+        workers.leader(index)
+        workers.run(lambda n: verify_items(tmp, per_file[n]), sizes)
+        workers.leader(publish)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if workers.is_leader:
+            shutil.rmtree(tmp, ignore_errors=True)
     nbytes = sum(p.stat().st_size for p in output.iterdir() if p.is_file())
-    return DcpWritten(output, names, len(reused) + sum(i.crc is not None for i in items),
+    return DcpWritten(output, linked + names, len(reused) + sum(i.crc is not None for i in items),
                       sum(i.crc is None for i in items), nbytes, items)

@@ -142,8 +142,8 @@ def _plan_section(a: Checkpoint, b: Checkpoint, name: str, options: DiffOptions,
 
 def _compare_over_jobs(planned: list[_Planned], options: DiffOptions, progress: ProgressSink | None,
                        jobs: int) -> list[list[Any]]:
-    """Every section's entries, the tensor pairs compared by ``jobs`` worker processes."""
-    from ckpttool.parallel import run_units
+    """Every section's entries, the tensor pairs compared by ``jobs`` worker processes (and the ranks of torchrun)."""
+    from ckpttool.parallel import run_split
 
     work = [(s, pair, ta, tb) for s, p in enumerate(planned) for pair, ta, tb in p.work]
     sizes = [ta.nbytes if ta is not None and tb is not None and ta.shape == tb.shape else 0
@@ -157,7 +157,7 @@ def _compare_over_jobs(planned: list[_Planned], options: DiffOptions, progress: 
         kind, _ = kind_of(pair.key_a, pair.key_b, planned[s].a, planned[s].b)
         return _compare(pair, ta, tb, kind, options, None, comparers[0])
 
-    done = run_units(one, sizes, jobs, progress.advance if progress is not None else None)
+    done = run_split(one, sizes, jobs, progress.advance if progress is not None else None)
     for c in comparers:
         c.close()
     out: list[list[Any]] = [[] for _ in planned]
@@ -174,7 +174,8 @@ def diff_checkpoints(a: Checkpoint, b: Checkpoint, options: DiffOptions | None =
         a, b: opened checkpoints (``ckpttool.open``).
         options: what to compare and how; defaults compare the model sections with torch's tolerances.
         progress: told the bytes to read, then each chunk read (the CLI draws a bar from it).
-        jobs: worker processes comparing tensors (the result is the same for any number).
+        jobs: worker processes comparing tensors (the result is the same for any number); under torchrun
+            the pairs are split over the ranks too, and every rank gets the whole result.
 
     Returns:
         A ``DiffResult``; ``result.equal`` and ``result.failed`` decide the exit status.
@@ -192,7 +193,10 @@ def diff_checkpoints(a: Checkpoint, b: Checkpoint, options: DiffOptions | None =
                            if ta is not None and tb is not None and ta.shape == tb.shape))
     sections: list[SectionDiff] = []
     # plain tensor pairs over worker processes when asked; composites (few, small) always here
-    parallel = _compare_over_jobs(planned, options, progress, jobs) if jobs > 1 else None
+    from ckpttool.parallel import ranks_from_env
+
+    split = jobs > 1 or ranks_from_env() is not None
+    parallel = _compare_over_jobs(planned, options, progress, jobs) if split else None
     comparer = ByteComparer()
     try:
         for s, p in enumerate(planned):

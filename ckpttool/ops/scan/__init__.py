@@ -74,10 +74,14 @@ def scan_file(path: Path) -> FileScan:
 
 
 def scan_files(paths: list[Path], jobs: int = 1) -> ScanReport:
-    """Scan every path; with ``jobs`` > 1 over worker processes (the report is the same, in the same order)."""
-    if jobs <= 1 or len(paths) <= 1:
+    """Scan every path; with ``jobs`` > 1 over worker processes, under torchrun over the ranks.
+
+    The report is the same, in the same order, however the files were spread.
+    """
+    from ckpttool.parallel import ranks_from_env, run_split
+
+    if (jobs <= 1 or len(paths) <= 1) and ranks_from_env() is None:
         return ScanReport([scan_file(p) for p in paths])
-    from ckpttool.parallel import run_units
 
     sizes = []
     for p in paths:
@@ -85,4 +89,4 @@ def scan_files(paths: list[Path], jobs: int = 1) -> ScanReport:
             sizes.append(p.stat().st_size)
         except OSError:
             sizes.append(0)
-    return ScanReport(run_units(lambda i: scan_file(paths[i]), sizes, jobs))
+    return ScanReport(run_split(lambda i: scan_file(paths[i]), sizes, jobs))
