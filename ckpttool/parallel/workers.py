@@ -40,3 +40,8 @@ class Workers:
     def leader(self, fn: Callable[[], R]) -> R:
         """``fn()`` done once, by the leader; its (picklable) result in every process."""
         return fn() if self.ranks is None else self.ranks.on_leader(fn)
+
+    def barrier(self) -> None:
+        """Wait for every rank (nothing to wait for when alone)."""
+        if self.ranks is not None:
+            self.ranks.barrier()

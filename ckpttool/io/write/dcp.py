@@ -470,6 +470,7 @@ def _write_folder(tree: dict[Any, Any], output: Path, inputs: Sequence[Path], fo
     finally:
         if workers.is_leader:
             shutil.rmtree(tmp, ignore_errors=True)
+        workers.barrier()  # no rank ends (torchrun then stops the rest) before the leader has cleaned up
     nbytes = sum(p.stat().st_size for p in output.iterdir() if p.is_file())
     return DcpWritten(output, linked + names, len(reused) + sum(i.crc is not None for i in items),
                       sum(i.crc is None for i in items), nbytes, items)
