@@ -51,8 +51,9 @@ def print_renderable(*renderables: Any) -> None:
 def jobs_option(fn: F) -> F:
     """``--jobs N``: worker processes for work over many files or tensors (default: the cores available)."""
     return click.option("--jobs", "-j", "jobs", type=click.IntRange(1, 4096), default=None, metavar="N",
-                        help="Worker processes (default: the cores available). Output is the same for any N; "
-                             "under torchrun the work is split over the ranks instead.")(fn)
+                        help="Worker processes (default: the cores available, shared by the torchrun ranks of one "
+                             "machine). Output is the same for any N; under torchrun the work is split over the "
+                             "ranks too, N processes each.")(fn)
 
 
 def resolve_jobs(jobs: int | None) -> int:

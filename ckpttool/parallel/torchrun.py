@@ -112,7 +112,6 @@ class Ranks:
             merged.update(part)
         return [merged[i] for i in range(len(sizes))]
 
-
     def on_leader(self, fn: Callable[[], R]) -> R:
         """``fn()`` run by rank 0 alone; its result (picklable) on every rank, its failure raised on every rank.
 
