@@ -150,3 +150,14 @@ def test_single_file_writes_run_on_rank_zero(tmp_path: Path, capsys: pytest.Capt
     r0, r1 = _ranks("extract-ema", str(FIXTURES / "ema_pytorch.pt"), "-o", str(tmp_path / "ema.safetensors"))
     assert r0.returncode == r1.returncode == 0, r0.stderr[-3000:]
     assert r0.stdout and r1.stdout == "" and (tmp_path / "ema.safetensors").is_file()
+
+
+def test_inspect_reports_once(capsys: pytest.CaptureFixture[str]) -> None:
+    src = str(FIXTURES / "model1_train.pt")
+    rc, out = _alone(capsys, "inspect", src, "--json")
+    r0, r1 = _ranks("inspect", src, "--json")
+    assert rc == r0.returncode == r1.returncode == 0, r0.stderr[-3000:]
+    assert json.loads(r0.stdout) == json.loads(out) and r1.stdout == "" and r1.stderr == ""
+    r0, r1 = _ranks("inspect", str(FIXTURES / "no-such-file.pt"))
+    assert r0.returncode == r1.returncode == 2
+    assert r0.stderr.startswith("ckpttool: error[") and r1.stderr == ""
