@@ -89,4 +89,5 @@ deepspeed-fixtures:
 	$(PYTHON) -m venv .venv-deepspeed
 	.venv-deepspeed/bin/pip install --quiet torch==2.13.0
 	.venv-deepspeed/bin/pip install --quiet deepspeed==0.19.8 safetensors
+	.venv-deepspeed/bin/pip install --quiet transformers==5.23.0 accelerate==1.15.0
 	DS_ACCELERATOR=cpu .venv-deepspeed/bin/python fixtures/make_deepspeed_fixtures.py

@@ -30,14 +30,13 @@ def folder_kind(path: Path) -> str | None:
 
     if is_diffusers_folder(path):
         return "diffusers"
+    from ckpttool.io.formats.deepspeed import is_deepspeed_folder
     from ckpttool.io.formats.hf_folder import is_trainer_folder
 
+    if is_deepspeed_folder(path):  # a Trainer folder written with DeepSpeed included: its weights are there
+        return "deepspeed"
     if is_trainer_folder(path):
         return "hf-trainer"
-    from ckpttool.io.formats.deepspeed import is_deepspeed_folder
-
-    if is_deepspeed_folder(path):
-        return "deepspeed"
     from ckpttool.io.formats.peft_folder import is_peft_folder
 
     if is_peft_folder(path):
@@ -76,8 +75,9 @@ def read_folder(path: Path) -> TreeRead | None:
         return read_hf_trainer(path)
     if kind == "deepspeed":
         from ckpttool.io.formats.deepspeed import read_deepspeed
+        from ckpttool.io.formats.trainer_deepspeed import is_trainer_deepspeed, read_trainer_deepspeed
 
-        return read_deepspeed(path)
+        return read_trainer_deepspeed(path) if is_trainer_deepspeed(path) else read_deepspeed(path)
     if kind == "diffusers":
         from ckpttool.io.formats.diffusers_folder import read_diffusers
 

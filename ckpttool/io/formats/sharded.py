@@ -157,12 +157,16 @@ def write_sharded(tensors: Mapping[str, Any], output: Path, max_shard_size: int,
         output = output / "model.safetensors"
     if output.suffix != ".safetensors":
         raise UsageError("sharded output is safetensors: name it like model.safetensors")
+    from ckpttool.io.write.earlier_set import earlier_set, remove_earlier
+
     refs = safetensors_layout(tensors)
     plan = _plan(refs, max_shard_size)
+    paths, index_path = shard_paths(output, len(plan))
+    earlier = earlier_set(output, index_path, inputs, force)
     if len(plan) == 1:
         single = write_checkpoint(dict(tensors), output, inputs=inputs, force=force, metadata=metadata)
+        remove_earlier(earlier, keep=[output])
         return single, [single]
-    paths, index_path = shard_paths(output, len(plan))
     for p in [*paths, index_path]:
         check_target(p, inputs, force)
     weight_map = {k: path.name for keys, path in zip(plan, paths) for k in keys}
@@ -173,7 +177,8 @@ def write_sharded(tensors: Mapping[str, Any], output: Path, max_shard_size: int,
 
     done, index = write_shard_set(
         [{k: refs[k] for k in keys} for keys in plan], paths, inputs=inputs, force=force, jobs=jobs,
-        progress=progress, publish=lambda: _write_index(index_path, data + b"\n", weight_map, force))
+        progress=progress, publish=lambda: _write_index(index_path, data + b"\n", weight_map, force),
+        replaces=earlier)
     return WriteResult(index_path, index[0], "sharded", len(refs), index[1]), done
 
 

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ckpttool.errors import UsageError
+from ckpttool.errors import OutputRefused, UsageError
 from ckpttool.io.formats.sharded import _write_index
-from ckpttool.io.write.atomic import check_target
+from ckpttool.io.write.atomic import check_target, commit
 from ckpttool.io.write.checkpoint import WriteResult, write_checkpoint
+from ckpttool.io.write.earlier_set import earlier_set, remove_earlier, replacing
 from ckpttool.model import PickledDict, TensorRef
 
 __all__ = ["write_bin_shards", "bin_output", "is_bin_output"]
@@ -60,27 +62,50 @@ def write_bin_shards(tensors: Mapping[str, TensorRef], output: Path, max_shard_s
     single = bin_output(output)
     plan = _plan(tensors, max_shard_size)
     order = [k for keys in plan for k in keys]
+    index_path = single.with_name(f"{single.name}.index.json")
+    earlier = earlier_set(single, index_path, inputs, force)
     if len(plan) == 1:
         one = write_checkpoint(PickledDict({k: tensors[k] for k in order}, ordered=True), single,
                                inputs=inputs, force=force)
+        remove_earlier(earlier, keep=[single])
         return one, [one]
     stem = single.name.removesuffix(".bin")
     paths = [single.with_name(f"{stem}-{i:05d}-of-{len(plan):05d}.bin") for i in range(1, len(plan) + 1)]
-    index_path = single.with_name(f"{single.name}.index.json")
     for p in [*paths, index_path]:
         check_target(p, inputs, force)
+    staging = single.parent / f".ckpttool-part-{secrets.token_hex(4)}"  # the final names, so each archive's
+    hidden = [staging / p.name for p in paths]                           # inner folder is named as torch.save's
     done: list[WriteResult] = []
     try:
-        for keys, path in zip(plan, paths):
-            done.append(write_checkpoint(PickledDict({k: tensors[k] for k in keys}, ordered=True), path,
-                                         inputs=inputs, force=force))
+        staging.mkdir()
+    except OSError as exc:
+        raise OutputRefused(f"cannot create a folder in {single.parent}: {exc.strerror or exc}", path=output) from None
+    try:
+        for keys, path, h in zip(plan, paths, hidden):  # under hidden names until the whole set is written
+            r = write_checkpoint(PickledDict({k: tensors[k] for k in keys}, ordered=True), h,
+                                 inputs=inputs, force=False)
+            done.append(WriteResult(path, r.sha256, r.format, r.tensors, r.nbytes))
         weight_map = {k: path.name for keys, path in zip(plan, paths) for k in keys}
         meta: dict[str, Any] = {"total_size": sum(t.nbytes for t in tensors.values())}
         data = json.dumps({"metadata": meta, "weight_map": weight_map}, indent=2, ensure_ascii=False).encode()
-        sha, nbytes = _write_index(index_path, data + b"\n", weight_map, force)
-    except BaseException:
-        for r in done:
+        with replacing(earlier):  # the earlier set goes only once the new one is in place
+            moved: list[Path] = []
+            try:
+                for h, p in zip(hidden, paths):
+                    commit(h, p, force)
+                    moved.append(p)
+                    with contextlib.suppress(FileNotFoundError):
+                        h.unlink()
+                sha, nbytes = _write_index(index_path, data + b"\n", weight_map, force)
+            except BaseException:
+                for p in moved:
+                    with contextlib.suppress(OSError):
+                        p.unlink()
+                raise
+    finally:
+        for h in hidden:
             with contextlib.suppress(OSError):
-                r.path.unlink()
-        raise
+                h.unlink()
+        with contextlib.suppress(OSError):
+            staging.rmdir()
     return WriteResult(index_path, sha, "sharded", len(tensors), nbytes), done

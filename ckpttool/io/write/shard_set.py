@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from ckpttool.errors import CkptError
 from ckpttool.io.write.atomic import commit
 from ckpttool.io.write.checkpoint import WriteResult, write_checkpoint
+from ckpttool.io.write.earlier_set import replacing
 
 __all__ = ["write_shard_set"]
 
@@ -29,9 +30,12 @@ def _hidden(path: Path, token: str) -> Path:
 
 
 def write_shard_set(shards: Sequence[Mapping[str, Any]], paths: Sequence[Path], *, inputs: Sequence[Path],
-                    force: bool, jobs: int, publish: Callable[[], T], progress: Callable[[int], None] | None = None
-                    ) -> tuple[list[WriteResult], T]:
-    """Write ``shards[i]`` to ``paths[i]``, then ``publish()``; returns the shard results and what it returned."""
+                    force: bool, jobs: int, publish: Callable[[], T], progress: Callable[[int], None] | None = None,
+                    replaces: Sequence[Path] = ()) -> tuple[list[WriteResult], T]:
+    """Write ``shards[i]`` to ``paths[i]``, then ``publish()``; returns the shard results and what it returned.
+
+    ``replaces``: the files of an earlier set at this target (``earlier_set``), replaced as a unit.
+    """
     from ckpttool.parallel import ranks_from_env, run_units
     from ckpttool.parallel.torchrun import RankFailed
 
@@ -53,12 +57,12 @@ def write_shard_set(shards: Sequence[Mapping[str, Any]], paths: Sequence[Path], 
     try:
         done = ranks.run(work, sizes) if ranks is not None else run_units(work, sizes, jobs, progress)
         if ranks is None:
-            published = _publish(hidden, paths, force, publish)
+            published = _publish(hidden, paths, force, publish, replaces)
         else:
             error = None
             if ranks.is_leader:
                 try:
-                    published = _publish(hidden, paths, force, publish)
+                    published = _publish(hidden, paths, force, publish, replaces)
                 except CkptError as exc:
                     error = exc.message
                 except Exception as exc:  # noqa: BLE001 - told to every rank, then raised
@@ -77,17 +81,19 @@ def write_shard_set(shards: Sequence[Mapping[str, Any]], paths: Sequence[Path], 
     return done, published
 
 
-def _publish(hidden: Sequence[Path], paths: Sequence[Path], force: bool, publish: Callable[[], T]) -> T:
+def _publish(hidden: Sequence[Path], paths: Sequence[Path], force: bool, publish: Callable[[], T],
+             replaces: Sequence[Path] = ()) -> T:
     moved: list[Path] = []
-    try:
-        for h, p in zip(hidden, paths):
-            commit(h, p, force)  # a link (then the hidden name goes) or, with force, a rename
-            moved.append(p)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(h)
-        return publish()
-    except BaseException:
-        for p in moved:
-            with contextlib.suppress(OSError):
-                p.unlink()
-        raise
+    with replacing(replaces):  # the earlier set goes only once the new one is in place
+        try:
+            for h, p in zip(hidden, paths):
+                commit(h, p, force)  # a link (then the hidden name goes) or, with force, a rename
+                moved.append(p)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(h)
+            return publish()
+        except BaseException:
+            for p in moved:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+            raise

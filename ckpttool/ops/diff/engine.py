@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from ckpttool.model import Checkpoint, TensorRef
 from ckpttool.ops.diff.align import AlignedKeys, Alignment, align_keys
+from ckpttool.ops.diff.component import component_views
 from ckpttool.ops.diff.composite import compare_composite
 from ckpttool.ops.diff.group import group_entries
 from ckpttool.ops.diff.meta import compare_plain
@@ -124,7 +125,8 @@ class _Planned:
 
 def _plan_section(a: Checkpoint, b: Checkpoint, name: str, options: DiffOptions, required: bool) -> _Planned:
     """Pair the section's keys and compare its non-tensor content; tensor values come later."""
-    va, vb = view_of(a, name, required=required), view_of(b, name, required=required)
+    views = component_views(a, b, name) if required else None  # PIPELINE vs unet.safetensors --section unet
+    va, vb = views or (view_of(a, name, required=required), view_of(b, name, required=required))
     result = SectionDiff(name, va.source, vb.source,
                          missing="a" if not va.present else "b" if not vb.present else None)
     pairs, aligned, result.renamed = _pairs(va, vb, options.alignment)

@@ -5,6 +5,8 @@
 ``global_steps - 1`` after a save at a step boundary: they are stepped once per optimizer step
 and start at -1). DeepSpeed has no notion of epochs; a training script that counts them saves
 its counter in the client state (``epoch`` at the top level), read with the usual ``epoch + 1``.
+A Hugging Face Trainer folder written with DeepSpeed is read by the Trainer's rules
+(``trainer_state.json``, ``training_args.bin``), with DeepSpeed's own state beside them.
 """
 
 from __future__ import annotations
@@ -22,7 +24,12 @@ def read_deepspeed_context(tree: dict[str, Any], ctx: ResumeContext) -> None:
     steps = as_int(tree.get("global_steps"))
     ctx.global_step = steps
     ctx.scheduler_restored = ctx.scheduler is not None
-    epoch = as_int(tree.get("epoch"))
+    trainer = isinstance(tree.get("trainer_state"), dict)
+    if trainer:  # a Trainer folder: its trainer_state.json counts the steps and epochs, and owns the schedule
+        from ckpttool.ops.resume.hf_trainer import read_hf_context
+
+        read_hf_context(tree, ctx)
+    epoch = as_int(tree.get("epoch")) if not trainer else None
     if epoch is not None:
         ctx.saved_epoch = epoch
         ctx.start_epoch = ctx.epochs_done = epoch + 1
@@ -49,9 +56,9 @@ def read_deepspeed_context(tree: dict[str, Any], ctx: ResumeContext) -> None:
     params = attrs(attrs(cfg.get("scheduler")).get("params"))
     kind = attrs(cfg.get("scheduler")).get("type")
     if kind:  # DeepSpeed's schedulers (WarmupLR, WarmupDecayLR, OneCycle...) are not modelled here
-        ctx.settings_source = "ds_config"
+        ctx.settings_source = ctx.settings_source or "ds_config"
         ctx.notes.append(f"ds_config scheduler: {kind} {dict(params)}")
-    for key in ("warmup_max_lr", "cycle_max_lr", "lr"):
+    for key in ("warmup_max_lr", "cycle_max_lr", "lr") if ctx.lr0 is None else ():
         value = params.get(key, attrs(attrs(cfg.get("optimizer")).get("params")).get(key))
         if isinstance(value, int | float) and not isinstance(value, bool):
             ctx.lr0 = float(value)

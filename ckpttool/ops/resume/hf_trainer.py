@@ -28,8 +28,10 @@ _WEIGHTS = ("model.safetensors", "pytorch_model.bin", "adapter_model.safetensors
 
 
 def is_trainer_folder(path: Path) -> bool:
-    """A folder with a ``trainer_state.json``."""
-    return path.is_dir() and (path / "trainer_state.json").is_file()
+    """A folder with a ``trainer_state.json`` (and no DeepSpeed checkpoint, which ``ckpttool.open`` reads whole)."""
+    from ckpttool.io.formats.deepspeed import is_deepspeed_folder
+
+    return path.is_dir() and (path / "trainer_state.json").is_file() and not is_deepspeed_folder(path)
 
 
 def open_trainer_folder(path: Path) -> Checkpoint:
