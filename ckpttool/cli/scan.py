@@ -7,14 +7,16 @@ from pathlib import Path
 import click
 
 from ckpttool.cli.common import emit_json, input_path, jobs_option, json_option, print_renderable, resolve_jobs
+from ckpttool.cli.progress import progress_bar, progress_option
 
 
 @click.command("scan")
 @click.argument("paths", nargs=-1, required=True, type=input_path())
 @click.option("-v", "--verbose", is_flag=True, help="Also list the plain-data globals.")
 @jobs_option
+@progress_option
 @json_option
-def command(paths: tuple[Path, ...], verbose: bool, jobs: int | None, as_json: bool) -> int:
+def command(paths: tuple[Path, ...], verbose: bool, jobs: int | None, no_progress: bool, as_json: bool) -> int:
     """Security report: the globals each file's pickles reference, and whether any can run code.
 
     Every pickle in the file is read (all five of a legacy file, every .pkl member of an archive)
@@ -38,7 +40,8 @@ def command(paths: tuple[Path, ...], verbose: bool, jobs: int | None, as_json: b
     """
     from ckpttool.ops.scan import scan_files
 
-    report = scan_files(list(paths), jobs=resolve_jobs(jobs))
+    with progress_bar("scanning", no_progress) as bar:
+        report = scan_files(list(paths), jobs=resolve_jobs(jobs), progress=bar)
     if as_json:
         emit_json(report.to_dict())
     else:

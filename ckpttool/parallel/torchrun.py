@@ -66,9 +66,13 @@ class Ranks:
         dist.all_gather_object(out, value)
         return out
 
+    def share(self, sizes: Sequence[int]) -> list[int]:
+        """The units this rank runs."""
+        return balance(sizes, self.world_size)[self.rank]
+
     def run(self, work: Callable[[int], R], sizes: Sequence[int]) -> list[R]:
         """Every unit's result (on every rank); this rank ran its share. A failure anywhere raises everywhere."""
-        mine = balance(sizes, self.world_size)[self.rank]
+        mine = self.share(sizes)
         results: dict[int, Any] = {}
         error: str | None = None
         try:

@@ -160,7 +160,8 @@ def write_sharded(tensors: Mapping[str, Any], output: Path, max_shard_size: int,
     refs = safetensors_layout(tensors)
     plan = _plan(refs, max_shard_size)
     if len(plan) == 1:
-        single = write_checkpoint(dict(tensors), output, inputs=inputs, force=force, metadata=metadata)
+        single = write_checkpoint(dict(tensors), output, inputs=inputs, force=force, metadata=metadata,
+                                  progress=progress)
         return single, [single]
     paths, index_path = shard_paths(output, len(plan))
     for p in [*paths, index_path]:

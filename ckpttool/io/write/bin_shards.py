@@ -20,6 +20,7 @@ from ckpttool.io.formats.sharded import _write_index
 from ckpttool.io.write.atomic import check_target
 from ckpttool.io.write.checkpoint import WriteResult, write_checkpoint
 from ckpttool.model import PickledDict, TensorRef
+from ckpttool.progress import Planned, ProgressSink
 
 __all__ = ["write_bin_shards", "bin_output", "is_bin_output"]
 
@@ -32,6 +33,12 @@ def is_bin_output(output: Path) -> bool:
 def bin_output(output: Path) -> Path:
     """The single-file name for ``output`` (``x.bin.index.json`` -> ``x.bin``)."""
     return output.with_name(output.name.removesuffix(".index.json"))
+
+
+def _storage_bytes(tensors: Mapping[str, TensorRef], keys: list[str]) -> int:
+    """The bytes of the distinct storages behind ``keys``: what a shard of them writes."""
+    seen = {id(tensors[k].storage): tensors[k] for k in keys}
+    return sum(t.storage.nbytes if t.storage.source is not None else t.nbytes for t in seen.values())
 
 
 def _plan(tensors: Mapping[str, TensorRef], max_size: int) -> list[list[str]]:
@@ -53,8 +60,12 @@ def _plan(tensors: Mapping[str, TensorRef], max_size: int) -> list[list[str]]:
 
 
 def write_bin_shards(tensors: Mapping[str, TensorRef], output: Path, max_shard_size: int, *,
-                     inputs: tuple[Path, ...] = (), force: bool = False) -> tuple[WriteResult, list[WriteResult]]:
-    """Write ``tensors`` as ``.bin`` shards beside ``output`` plus their index (one file if it fits)."""
+                     inputs: tuple[Path, ...] = (), force: bool = False, progress: ProgressSink | None = None
+                     ) -> tuple[WriteResult, list[WriteResult]]:
+    """Write ``tensors`` as ``.bin`` shards beside ``output`` plus their index (one file if it fits).
+
+    ``progress`` is told the whole set's bytes (written and read back) up front, then each chunk.
+    """
     if not is_bin_output(output):
         raise UsageError("a .bin shard set is named like pytorch_model.bin or pytorch_model.bin.index.json")
     single = bin_output(output)
@@ -62,7 +73,7 @@ def write_bin_shards(tensors: Mapping[str, TensorRef], output: Path, max_shard_s
     order = [k for keys in plan for k in keys]
     if len(plan) == 1:
         one = write_checkpoint(PickledDict({k: tensors[k] for k in order}, ordered=True), single,
-                               inputs=inputs, force=force)
+                               inputs=inputs, force=force, progress=progress)
         return one, [one]
     stem = single.name.removesuffix(".bin")
     paths = [single.with_name(f"{stem}-{i:05d}-of-{len(plan):05d}.bin") for i in range(1, len(plan) + 1)]
@@ -70,10 +81,14 @@ def write_bin_shards(tensors: Mapping[str, TensorRef], output: Path, max_shard_s
     for p in [*paths, index_path]:
         check_target(p, inputs, force)
     done: list[WriteResult] = []
+    planned = [2 * _storage_bytes(tensors, keys) for keys in plan]
+    if progress is not None:
+        progress.start(sum(planned))
     try:
-        for keys, path in zip(plan, paths):
+        for keys, path, size in zip(plan, paths, planned):
             done.append(write_checkpoint(PickledDict({k: tensors[k] for k in keys}, ordered=True), path,
-                                         inputs=inputs, force=force))
+                                         inputs=inputs, force=force,
+                                         progress=Planned(progress, size) if progress is not None else None))
         weight_map = {k: path.name for keys, path in zip(plan, paths) for k in keys}
         meta: dict[str, Any] = {"total_size": sum(t.nbytes for t in tensors.values())}
         data = json.dumps({"metadata": meta, "weight_map": weight_map}, indent=2, ensure_ascii=False).encode()

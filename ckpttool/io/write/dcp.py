@@ -28,6 +28,7 @@ from typing import Any
 from ckpttool.errors import CkptError, OutputRefused, VerificationFailed
 from ckpttool.io.write.atomic import fsync_dir
 from ckpttool.model import CHUNK_BYTES, Storage, TensorRef
+from ckpttool.progress import ProgressSink, counted
 
 __all__ = ["DcpEntry", "DcpWritten", "flatten", "plan_files", "write_dcp_folder", "write_data_file",
            "write_metadata", "commit_folder", "temp_folder", "check_folder_target"]
@@ -182,8 +183,9 @@ class _OffsetSink:
 class _HashedBytes:
     """A ``ByteSource`` over one tensor's C-order bytes that takes their CRC-32 as they are written."""
 
-    def __init__(self, ref: TensorRef) -> None:
+    def __init__(self, ref: TensorRef, progress: ProgressSink | None = None) -> None:
         self.ref = ref
+        self.progress = progress
         self.path = ref.storage.source.path if ref.storage.source is not None else Path("<tensor>")
         self.crc = 0
 
@@ -193,23 +195,26 @@ class _HashedBytes:
     def chunks(self, offset: int, length: int, chunk: int = CHUNK_BYTES) -> Iterator[bytes | memoryview]:
         if offset != 0 or length != self.ref.nbytes:
             raise ValueError("a tensor item is written whole")
-        for piece in self.ref.chunks(chunk):
+        for piece in counted(self.ref.chunks(chunk), self.progress):
             self.crc = zlib.crc32(piece, self.crc)
             yield piece
 
 
-def _compact(ref: TensorRef) -> tuple[TensorRef, _HashedBytes]:
+def _compact(ref: TensorRef, progress: ProgressSink | None = None) -> tuple[TensorRef, _HashedBytes]:
     """The tensor as torch.save would see it after DCP's clone: contiguous, its own storage, detached."""
-    src = _HashedBytes(ref)
+    src = _HashedBytes(ref, progress)
     storage = Storage(key="0", dtype=ref.dtype, nbytes=ref.nbytes, location="cpu", source=src)
     from ckpttool.io.formats.dcp import contiguous_stride
 
     return TensorRef(ref.dtype, ref.shape, contiguous_stride(ref.shape), storage), src
 
 
-def write_data_file(folder: Path, name: str, entries: Sequence[DcpEntry], on_item: Callable[[int], None] | None = None
-                    ) -> list[ItemWritten]:
-    """Append each entry as one ``torch.save`` archive to ``folder/name``; fsynced before returning."""
+def write_data_file(folder: Path, name: str, entries: Sequence[DcpEntry], on_item: Callable[[int], None] | None = None,
+                    progress: ProgressSink | None = None) -> list[ItemWritten]:
+    """Append each entry as one ``torch.save`` archive to ``folder/name``; fsynced before returning.
+
+    ``progress`` is told each chunk of tensor bytes written (their total is the caller's to announce).
+    """
     from ckpttool.io.write.torch_zip import write_torch
 
     fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -221,7 +226,7 @@ def write_data_file(folder: Path, name: str, entries: Sequence[DcpEntry], on_ite
             value = e.value
             digest = None
             if isinstance(value, TensorRef):
-                compact, hashed = _compact(value)
+                compact, hashed = _compact(value, progress)
                 write_torch(compact, _OffsetSink(sink), "archive")
                 digest = hashed.crc
             else:
@@ -311,7 +316,7 @@ def commit_folder(tmp: Path, output: Path) -> None:
 
 
 def verify_folder(folder: Path, entries: Sequence[DcpEntry], items: Sequence[ItemWritten],
-                  reused: dict[str, list[Any]] | None = None) -> None:
+                  reused: dict[str, list[Any]] | None = None, progress: ProgressSink | None = None) -> None:
     """Read ``folder`` back through ckpttool's reader: every entry there, every tensor's bytes as written."""
     from ckpttool.io.formats.dcp import DataFiles, tensor_ref
     from ckpttool.io.formats.dcp_metadata import TensorEntry, read_metadata
@@ -335,7 +340,7 @@ def verify_folder(folder: Path, entries: Sequence[DcpEntry], items: Sequence[Ite
             if not isinstance(entry, TensorEntry):
                 raise VerificationFailed(f"DCP entry {item.fqn!r} is not a tensor", path=folder)
             crc = 0
-            for piece in tensor_ref(meta, files, entry).chunks():
+            for piece in counted(tensor_ref(meta, files, entry).chunks(), progress):
                 crc = zlib.crc32(piece, crc)
             if crc != item.crc:
                 raise VerificationFailed(f"DCP tensor {item.fqn!r} did not read back as written", path=folder)
@@ -376,18 +381,22 @@ def _first_free(names: set[str]) -> int:
 
 
 def write_dcp_folder(tree: dict[Any, Any], output: Path, *, inputs: Sequence[Path] = (), force: bool = False,
-                     files: int = 1, transform: Transform | None = None, link_from: Any = None) -> DcpWritten:
+                     files: int = 1, transform: Transform | None = None, link_from: Any = None,
+                     progress: ProgressSink | None = None) -> DcpWritten:
     """Write ``tree`` as a DCP folder at ``output`` (see the module docstring).
 
     ``link_from`` (the ``DcpMetadata`` of an input folder): tensors that are that folder's, unchanged,
     keep their chunks, and its data files are hard-linked (copied across file systems) rather than
     rewritten; only the rest goes into new data files (``remap`` renames keys this way).
+    ``progress`` is told the tensor bytes to write and read back, then each chunk of both passes.
     """
     check_folder_target(output, inputs, force)
     entries = flatten(tree, transform)
     reused = _reusable(entries, link_from) if link_from is not None else {}
     fresh = [e for e in entries if e.fqn not in reused]
     plan = plan_files(fresh, files) if fresh else []
+    if progress is not None:
+        progress.start(2 * sum(e.nbytes for e in fresh))
     tmp = temp_folder(output)
     try:
         items: list[ItemWritten] = []
@@ -399,9 +408,9 @@ def write_dcp_folder(tree: dict[Any, Any], output: Path, *, inputs: Sequence[Pat
         for n, idx in enumerate(plan):
             name = f"__{first + n}_0.distcp"
             names.append(name)
-            items += write_data_file(tmp, name, [fresh[i] for i in idx])
+            items += write_data_file(tmp, name, [fresh[i] for i in idx], progress=progress)
         write_metadata(tmp, entries, items, reused)
-        verify_folder(tmp, entries, items, reused)
+        verify_folder(tmp, entries, items, reused, progress)
         fsync_dir(tmp)
         commit_folder(tmp, output)
     finally:

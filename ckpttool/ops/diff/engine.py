@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from ckpttool.model import Checkpoint, TensorRef
 from ckpttool.ops.diff.align import AlignedKeys, Alignment, align_keys
@@ -14,16 +14,9 @@ from ckpttool.ops.diff.result import DiffResult, SectionDiff, TensorDiff
 from ckpttool.ops.diff.rules import FailRule, evaluate
 from ckpttool.ops.diff.sections import SideView, kind_of, section_names, view_of
 from ckpttool.ops.diff.values import ByteComparer, compare_values
+from ckpttool.progress import ProgressSink
 
 __all__ = ["DiffOptions", "ProgressSink", "diff_checkpoints"]
-
-
-class ProgressSink(Protocol):
-    """Where ``diff`` reports how many tensor bytes it will read, then reads."""
-
-    def start(self, total: int) -> None: ...
-
-    def advance(self, n: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

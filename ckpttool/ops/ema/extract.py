@@ -19,6 +19,7 @@ from ckpttool.ops.ema.coverage import Coverage, assemble
 from ckpttool.ops.ema.distance import Distance, ema_distance
 from ckpttool.ops.ema.findings import check
 from ckpttool.ops.ema.publish import publish_tree
+from ckpttool.progress import ProgressSink
 
 __all__ = ["EmaResult", "EmaList", "list_ema", "extract_ema", "select", "DTYPE_ALIASES"]
 
@@ -119,8 +120,10 @@ def select(ckpt: Checkpoint, source: str | None = None) -> EmaCandidate:
 
 def extract_ema(ckpt: Checkpoint, output: Path | None, *, source: str | None = None, dtype: str | None = None,
                 into_checkpoint: bool = False, strip_optimizer: bool = False, force: bool = False,
-                sanitize: bool = False) -> EmaResult:
+                sanitize: bool = False, progress: ProgressSink | None = None) -> EmaResult:
     """Find, check and (when the checks pass and ``output`` is given) write the EMA of ``ckpt``.
+
+    ``progress`` is told the tensor bytes to write and read back, then each chunk of both passes.
 
     Raises:
         SectionNotFound: the checkpoint holds no EMA.
@@ -142,7 +145,7 @@ def extract_ema(ckpt: Checkpoint, output: Path | None, *, source: str | None = N
     result.findings = check(cand, coverage, distance)
     if output is None or not result.ok:
         return result
-    _write(ckpt, result, weights, strip_optimizer, force, sanitize)
+    _write(ckpt, result, weights, strip_optimizer, force, sanitize, progress)
     return result
 
 
@@ -167,7 +170,7 @@ def _cast(weights: dict[str, Any], dtype: str) -> dict[str, Any]:
 
 
 def _write(ckpt: Checkpoint, result: EmaResult, weights: dict[str, Any], strip_optimizer: bool,
-           force: bool, sanitize: bool = False) -> None:
+           force: bool, sanitize: bool = False, progress: ProgressSink | None = None) -> None:
     from ckpttool.io.write.checkpoint import write_checkpoint
 
     assert result.output is not None
@@ -182,7 +185,7 @@ def _write(ckpt: Checkpoint, result: EmaResult, weights: dict[str, Any], strip_o
     written = write_checkpoint(tree, result.output, inputs=(ckpt.path,), force=force,
                                metadata={"format": "pt", "ckpttool.ema_source": result.candidate.source,
                                          "ckpttool.ema_layout": result.candidate.layout,
-                                         "ckpttool.ema_input": ckpt.path.name})
+                                         "ckpttool.ema_input": ckpt.path.name}, progress=progress)
     result.written = True
     result.sha256, result.format, result.nbytes = written.sha256, written.format, written.nbytes
     result.output = written.path
