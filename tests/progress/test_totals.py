@@ -165,3 +165,22 @@ def test_workers_progress_reaches_the_parent_before_their_unit_ends() -> None:
 
     assert run_units(work, [1, 1], 2, relay) == [True, True]
     assert (sink.total, sink.done) == (20, 20)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_diff_progress_is_the_bytes_compared(tmp_path: Path, jobs: int) -> None:
+    from ckpttool import open as open_checkpoint
+    from ckpttool.ops.diff import diff_checkpoints
+
+    torch.manual_seed(0)
+    sd_a = {f"layer{i}.weight": torch.randn(64, 32 + i) for i in range(6)}
+    sd_b = {k: v + 1e-3 for k, v in sd_a.items()}
+    sd_b["layer5.weight"] = torch.randn(3, 3)  # a shape change: not compared
+    sd_b["extra"] = torch.zeros(10)  # only in b: not compared
+    torch.save(sd_a, tmp_path / "a.pt")
+    torch.save(sd_b, tmp_path / "b.pt")
+    expected = sum(v.nbytes for k, v in sd_a.items() if k in sd_b and sd_b[k].shape == v.shape)
+    tally = Tally()
+    diff_checkpoints(open_checkpoint(tmp_path / "a.pt"), open_checkpoint(tmp_path / "b.pt"), progress=tally,
+                     jobs=jobs)
+    assert tally.total == tally.done == expected

@@ -137,20 +137,22 @@ def _compare_over_jobs(planned: list[_Planned], options: DiffOptions, progress: 
                        jobs: int) -> list[list[Any]]:
     """Every section's entries, the tensor pairs compared by ``jobs`` worker processes."""
     from ckpttool.parallel import run_units
+    from ckpttool.parallel.relay import Relay
 
     work = [(s, pair, ta, tb) for s, p in enumerate(planned) for pair, ta, tb in p.work]
     sizes = [ta.nbytes if ta is not None and tb is not None and ta.shape == tb.shape else 0
              for _, _, ta, tb in work]
     comparers: list[ByteComparer] = []
+    relay = Relay(progress) if progress is not None else None  # workers report chunk by chunk
 
     def one(i: int) -> Any:
         s, pair, ta, tb = work[i]
         if not comparers:
             comparers.append(ByteComparer())
         kind, _ = kind_of(pair.key_a, pair.key_b, planned[s].a, planned[s].b)
-        return _compare(pair, ta, tb, kind, options, None, comparers[0])
+        return _compare(pair, ta, tb, kind, options, relay, comparers[0])
 
-    done = run_units(one, sizes, jobs, progress.advance if progress is not None else None)
+    done = run_units(one, sizes, jobs, relay)
     for c in comparers:
         c.close()
     out: list[list[Any]] = [[] for _ in planned]
