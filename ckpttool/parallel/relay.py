@@ -33,8 +33,10 @@ class Relay:
         self._tell(1, n)
 
     def _tell(self, slot: int, n: int) -> None:
-        if os.getpid() == self._pid or self._shared is None:
+        if os.getpid() == self._pid:
             (self.sink.start if slot == 0 else self.sink.advance)(n)
+            return
+        if self._shared is None:  # a process forked by someone else: it must not draw
             return
         with self._shared.get_lock():
             self._shared[slot] += n
