@@ -66,7 +66,7 @@ def command(path: Path, output: Path | None, source: str | None, dtype: str | No
 
             print_renderable(*render_ema_list(listing))
         return 0
-    with progress_bar("writing + verifying", no_progress) as bar:
+    with progress_bar("checking + writing", no_progress) as bar:
         result = extract_ema(ckpt, output, source=source, dtype=dtype, into_checkpoint=into_checkpoint,
                              strip_optimizer=strip_optimizer, force=force, sanitize=sanitize, progress=bar)
     if as_json:

@@ -123,7 +123,8 @@ def extract_ema(ckpt: Checkpoint, output: Path | None, *, source: str | None = N
                 sanitize: bool = False, progress: ProgressSink | None = None) -> EmaResult:
     """Find, check and (when the checks pass and ``output`` is given) write the EMA of ``ckpt``.
 
-    ``progress`` is told the tensor bytes to write and read back, then each chunk of both passes.
+    ``progress`` is told the EMA bytes checked against the raw weights and the tensor bytes to write
+    and read back, then each chunk of the three passes.
 
     Raises:
         SectionNotFound: the checkpoint holds no EMA.
@@ -139,7 +140,8 @@ def extract_ema(ckpt: Checkpoint, output: Path | None, *, source: str | None = N
     target_dtype = _dtype(dtype)
     cand = select(ckpt, source)
     weights, coverage = assemble(cand.ema, cand.model, cand.scope)
-    distance = ema_distance(cand.ema, cand.model) if cand.model is not None and cand.ema.tensors else None
+    distance = (ema_distance(cand.ema, cand.model, progress) if cand.model is not None and cand.ema.tensors
+                else None)
     result = EmaResult(ckpt.path, cand, output, coverage, distance, dtype=target_dtype,
                        into_checkpoint=into_checkpoint, tensors=len(weights))
     result.findings = check(cand, coverage, distance)
