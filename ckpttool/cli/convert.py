@@ -15,6 +15,7 @@ from ckpttool.cli.common import (
     quiet_rank,
     resolve_jobs,
 )
+from ckpttool.cli.progress import progress_bar, progress_option
 
 
 @click.command("convert")
@@ -47,11 +48,12 @@ from ckpttool.cli.common import (
               help="safetensors output: write each quantized tensor KEY as KEY.int_repr plus KEY.scale/"
                    "KEY.zero_point (or KEY.scales/KEY.zero_points), recorded in the ckpttool.quantized metadata.")
 @jobs_option
+@progress_option
 @json_option
 def command(path: Path, output: Path, section: str | None, ema: bool, dtype: str | None, strip_optimizer: bool,
             sanitize: bool, max_shard_size: str | None, dcp_file_size: str | None, hash_name: bool, force: bool,
             drop: tuple[str, ...],
-            quantized_parts: bool, jobs: int | None, as_json: bool) -> int:
+            quantized_parts: bool, jobs: int | None, no_progress: bool, as_json: bool) -> int:
     """Convert PATH to OUTPUT: torch ↔ safetensors, sharded, cast, EMA, release or sanitised form.
 
     The output format follows OUTPUT's extension. safetensors holds one state_dict (the model,
@@ -82,7 +84,8 @@ def command(path: Path, output: Path, section: str | None, ema: bool, dtype: str
                           hash_name=hash_name, force=force, drop=drop, quantized_parts=quantized_parts,
                           jobs=resolve_jobs(jobs),
                           dcp_file_bytes=parse_size(dcp_file_size) if dcp_file_size else None)
-    result = convert(path, output, opts)
+    with progress_bar("writing + verifying", no_progress) as bar:
+        result = convert(path, output, opts, progress=bar)
     if quiet_rank():
         return 0
     if as_json:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ckpttool.cli.common import (
-    console,
     emit_json,
     input_path,
     jobs_option,
@@ -20,47 +17,11 @@ from ckpttool.cli.common import (
     resolve_jobs,
 )
 from ckpttool.cli.html_output import check_html, emit_html, html_options
+from ckpttool.cli.progress import progress_bar, progress_option
 from ckpttool.errors import UsageError
 
 _SECTIONS = ("model", "ema", "optimizer", "scheduler", "scaler", "meta", "all")
 _SECTIONS = (*_SECTIONS[:-1], "model16", "all")  # model16: a DeepSpeed folder's 16-bit module weights
-
-
-class _DelayedBar:
-    """A rich progress bar on stderr that appears only on a terminal and once work passes ~1 s."""
-
-    DELAY_S = 1.0
-
-    def __init__(self) -> None:
-        self.total = 0
-        self.done = 0
-        self.t0 = time.monotonic()
-        self._bar: Any = None
-        self._task: Any = None
-        self.enabled = sys.stderr.isatty()
-
-    def start(self, total: int) -> None:
-        self.total, self.done, self.t0 = total, 0, time.monotonic()
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        if not self.enabled:
-            return
-        if self._bar is None:
-            if time.monotonic() - self.t0 < self.DELAY_S or self.done >= self.total:
-                return
-            from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
-
-            self._bar = Progress("comparing", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                                 TimeRemainingColumn(), console=console(stderr=True), transient=True)
-            self._bar.start()
-            self._task = self._bar.add_task("diff", total=self.total)
-        self._bar.update(self._task, completed=self.done)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
 
 
 def _remap_options(rules_file: Path | None, like: Path | None) -> dict[str, Any]:
@@ -119,12 +80,14 @@ def _options(section: str, rtol: float, atol: float, strip_prefix: tuple[str, ..
 @click.option("--ignore-dtype", is_flag=True,
               help="A dtype change alone (values within tolerance) is not a difference.")
 @jobs_option
+@progress_option
 @json_option
 @html_options
 def command(a: Path, b: Path, section: str, rtol: float, atol: float, strip_prefix: tuple[str, ...],
             normalize_keys: bool, maps: tuple[str, ...], rules_file: Path | None, like: Path | None,
             group_by: str | None, depth: int | None, show_all: bool, fail_on: tuple[str, ...], ignore_dtype: bool,
-            jobs: int | None, as_json: bool, html_out: Path | None = None, open_html: bool = False) -> int:
+            jobs: int | None, no_progress: bool, as_json: bool, html_out: Path | None = None,
+            open_html: bool = False) -> int:
     """Compare two checkpoints, any formats, section by section.
 
     Tensors with identical bytes are confirmed by a streamed byte comparison; others get
@@ -156,11 +119,8 @@ def command(a: Path, b: Path, section: str, rtol: float, atol: float, strip_pref
     check_html(html_out, open_html, inputs=(a, b))
     ckpt_a, ckpt_b = open_checkpoint(a), open_checkpoint(b)
     quiet = quiet_rank()  # under torchrun the pairs are split over the ranks; rank 0 alone reports
-    bar = _DelayedBar()
-    try:
-        result = diff_checkpoints(ckpt_a, ckpt_b, options, progress=None if quiet else bar, jobs=resolve_jobs(jobs))
-    finally:
-        bar.close()
+    with progress_bar("comparing", no_progress) as bar:
+        result = diff_checkpoints(ckpt_a, ckpt_b, options, progress=bar, jobs=resolve_jobs(jobs))
     if quiet:
         return 1 if result.failed else 0
     emit_html("diff", result.to_dict(), html_out, open_html, inputs=(a, b), title=f"ckpttool diff {a} {b}")

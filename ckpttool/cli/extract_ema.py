@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ckpttool.cli.common import emit_json, input_path, json_option, leader_only, print_renderable
+from ckpttool.cli.progress import progress_bar, progress_option
 from ckpttool.errors import UsageError
 
 
@@ -24,10 +25,12 @@ from ckpttool.errors import UsageError
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists (never the input).")
 @click.option("--sanitize", is_flag=True, help="With --into-checkpoint: write pickled modules and other objects "
               "as plain data (weights_only-loadable) instead of keeping them.")
+@progress_option
 @json_option
 @leader_only
 def command(path: Path, output: Path | None, source: str | None, dtype: str | None, into_checkpoint: bool,
-            strip_optimizer: bool, list_only: bool, dry_run: bool, force: bool, sanitize: bool, as_json: bool) -> int:
+            strip_optimizer: bool, list_only: bool, dry_run: bool, force: bool, sanitize: bool, no_progress: bool,
+            as_json: bool) -> int:
     """Write the EMA weights of PATH as a plain state_dict with the model's own keys.
 
     Finds the EMA wherever the framework put it (YOLOv5/ultralytics, timm, Lightning weight
@@ -64,8 +67,9 @@ def command(path: Path, output: Path | None, source: str | None, dtype: str | No
 
             print_renderable(*render_ema_list(listing))
         return 0
-    result = extract_ema(ckpt, output, source=source, dtype=dtype, into_checkpoint=into_checkpoint,
-                         strip_optimizer=strip_optimizer, force=force, sanitize=sanitize)
+    with progress_bar("checking + writing", no_progress) as bar:
+        result = extract_ema(ckpt, output, source=source, dtype=dtype, into_checkpoint=into_checkpoint,
+                             strip_optimizer=strip_optimizer, force=force, sanitize=sanitize, progress=bar)
     if as_json:
         emit_json(result.to_dict())
     else:

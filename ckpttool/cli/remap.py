@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ckpttool.cli.common import emit_json, input_path, json_option, leader_only, print_renderable
+from ckpttool.cli.progress import progress_bar, progress_option
 
 
 @click.command("remap")
@@ -32,12 +33,14 @@ from ckpttool.cli.common import emit_json, input_path, json_option, leader_only,
 @click.option("--dry-run", is_flag=True, help="Show the mapping; write nothing.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--quiet", is_flag=True, help="Hide unchanged keys in the mapping table.")
+@progress_option
 @json_option
 @leader_only
 def command(src: Path, output: Path | None, strip_prefix: tuple[str, ...], add_prefix: tuple[str, ...],
             maps: tuple[str, ...], rules_file: Path | None, presets: tuple[str, ...], to: str | None,
             layout: Path | None, like: Path | None, model: str | None, strict: bool, drop_optimizer: bool,
-            allow_partial: bool, sanitize: bool, dry_run: bool, force: bool, quiet: bool, as_json: bool) -> int:
+            allow_partial: bool, sanitize: bool, dry_run: bool, force: bool, quiet: bool, no_progress: bool,
+            as_json: bool) -> int:
     """Rename the model keys of SRC (every section holding them, and the optimizer state) and write OUTPUT.
 
     Rules run in order: --preset, --strip-prefix, --add-prefix, --map, --rules; then --to with a
@@ -64,7 +67,8 @@ def command(src: Path, output: Path | None, strip_prefix: tuple[str, ...], add_p
                         rules_file=rules_file, presets=list(presets), to=to, layout=layout, like=like,
                         model=model, strict=strict, drop_optimizer=drop_optimizer, allow_partial=allow_partial,
                         sanitize=sanitize)
-    result = remap(src, opts, output, dry_run=dry_run, force=force)
+    with progress_bar("writing + verifying", no_progress) as bar:
+        result = remap(src, opts, output, dry_run=dry_run, force=force, progress=bar)
     if as_json:
         emit_json(result.to_dict())
     else:

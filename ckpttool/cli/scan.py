@@ -15,14 +15,16 @@ from ckpttool.cli.common import (
     quiet_rank,
     resolve_jobs,
 )
+from ckpttool.cli.progress import progress_bar, progress_option
 
 
 @click.command("scan")
 @click.argument("paths", nargs=-1, required=True, type=input_path())
 @click.option("-v", "--verbose", is_flag=True, help="Also list the plain-data globals.")
 @jobs_option
+@progress_option
 @json_option
-def command(paths: tuple[Path, ...], verbose: bool, jobs: int | None, as_json: bool) -> int:
+def command(paths: tuple[Path, ...], verbose: bool, jobs: int | None, no_progress: bool, as_json: bool) -> int:
     """Security report: the globals each file's pickles reference, and whether any can run code.
 
     Every pickle in the file is read (all five of a legacy file, every .pkl member of an archive)
@@ -47,7 +49,8 @@ def command(paths: tuple[Path, ...], verbose: bool, jobs: int | None, as_json: b
     """
     from ckpttool.ops.scan import scan_files
 
-    report = scan_files(list(paths), jobs=resolve_jobs(jobs))
+    with progress_bar("scanning", no_progress) as bar:
+        report = scan_files(list(paths), jobs=resolve_jobs(jobs), progress=bar)
     if quiet_rank():  # under torchrun the files are split over the ranks; rank 0 alone reports
         return report.exit_code
     if as_json:

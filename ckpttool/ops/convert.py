@@ -38,6 +38,7 @@ from ckpttool.model import Checkpoint, PickledDict, StateDict, Stub, TensorRef
 from ckpttool.ops.entries import writable_tensors
 from ckpttool.ops.quantized_parts import METADATA_KEY as QUANTIZED_KEY
 from ckpttool.ops.quantized_parts import expand_quantized
+from ckpttool.progress import ProgressSink
 
 __all__ = ["ConvertOptions", "ConvertResult", "convert"]
 
@@ -188,7 +189,7 @@ def _cast_all(tensors: dict[str, TensorRef], caster: Caster | None) -> dict[str,
 
 
 def _to_safetensors(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Caster | None,
-                    inputs: tuple[Path, ...]) -> ConvertResult:
+                    inputs: tuple[Path, ...], progress: ProgressSink | None = None) -> ConvertResult:
     content, sd, excluded, quantized = _selected(ckpt, opts, "a safetensors file")
     tensors, _ = _restored(ckpt, sd, content)
     tensors = _cast_all(tensors, caster)
@@ -207,10 +208,10 @@ def _to_safetensors(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster
         from ckpttool.io.formats.sharded import write_sharded
 
         main, shards = write_sharded(unique, output, opts.max_shard_size, metadata=metadata, inputs=inputs,
-                                     force=opts.force, jobs=opts.jobs)
+                                     force=opts.force, jobs=opts.jobs, progress=progress)
     else:
         main = write_checkpoint(unique, output, inputs=inputs, force=opts.force, metadata=metadata,
-                                hash_name=opts.hash_name)
+                                hash_name=opts.hash_name, progress=progress)
         shards = [main]
     return ConvertResult(ckpt.path, ckpt.format, ckpt.layout, main.path, main.format, content, main.sha256,
                          len(unique), main.nbytes, shards=shards, aliases=aliases, dropped=dropped,
@@ -252,7 +253,7 @@ def _transform(ckpt: Checkpoint, caster: Caster | None, sanitizer: Sanitizer | N
 
 
 def _to_torch(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Caster | None,
-              inputs: tuple[Path, ...]) -> ConvertResult:
+              inputs: tuple[Path, ...], progress: ProgressSink | None = None) -> ConvertResult:
     whole = (ckpt.format not in ("safetensors", "sharded", "torch-export", "peft", "diffusers") and not opts.ema
              and opts.section is None and not opts.strip_optimizer)
     whole = whole and ckpt.format != "deepspeed"  # like DeepSpeed's own tools: the consolidated weights
@@ -266,7 +267,7 @@ def _to_torch(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Cast
             ids = _section_ids(ckpt)
             sanitizer.tensor_fn = lambda t: caster(t) if id(t) in ids else t
         written = write_checkpoint(ckpt.tree, output, inputs=inputs, force=opts.force, hash_name=opts.hash_name,
-                                   transform=_transform(ckpt, caster, sanitizer))
+                                   transform=_transform(ckpt, caster, sanitizer), progress=progress)
         changes = sanitizer.changes if sanitizer else []
         return ConvertResult(ckpt.path, ckpt.format, ckpt.layout, written.path, written.format, "checkpoint",
                              written.sha256, written.tensors, written.nbytes, shards=[written],
@@ -280,21 +281,22 @@ def _to_torch(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Cast
         "safetensors", "sharded") else []
     if opts.strip_optimizer:
         notes.append(f"release form: the {content} state_dict only")
-    written = write_checkpoint(tree, output, inputs=inputs, force=opts.force, hash_name=opts.hash_name)
+    written = write_checkpoint(tree, output, inputs=inputs, force=opts.force, hash_name=opts.hash_name,
+                               progress=progress)
     return ConvertResult(ckpt.path, ckpt.format, ckpt.layout, written.path, written.format, content,
                          written.sha256, written.tensors, written.nbytes, shards=[written], aliases=aliases,
                          dropped=dropped, notes=notes, excluded=excluded)
 
 
 def _to_bin_shards(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Caster | None,
-                   inputs: tuple[Path, ...]) -> ConvertResult:
+                   inputs: tuple[Path, ...], progress: ProgressSink | None = None) -> ConvertResult:
     """A Hugging Face ``.bin`` shard set of the selected state_dict (see io/write/bin_shards.py)."""
     from ckpttool.io.write.bin_shards import write_bin_shards
 
     content, sd, excluded, _ = _selected(ckpt, opts, "a .bin shard set")
     tensors, aliases = _restored(ckpt, sd, content)
     main, shards = write_bin_shards(_cast_all(tensors, caster), output, opts.max_shard_size or 0,
-                                    inputs=inputs, force=opts.force)
+                                    inputs=inputs, force=opts.force, progress=progress)
     dropped = sorted(k for k in ckpt.sections if k not in (content, "meta"))
     notes = [f"a .bin shard set holds one state_dict: wrote the {content} section"] if dropped else []
     return ConvertResult(ckpt.path, ckpt.format, ckpt.layout, main.path, main.format, content, main.sha256,
@@ -317,7 +319,7 @@ def _no_stubs(fn: Callable[[Any, Any], Any] | None, output: Path) -> Callable[[A
 
 
 def _to_dcp(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Caster | None,
-            inputs: tuple[Path, ...]) -> ConvertResult:
+            inputs: tuple[Path, ...], progress: ProgressSink | None = None) -> ConvertResult:
     """Stream the checkpoint (or one state_dict) into a DCP folder; see ``io/write/dcp.py``."""
     from ckpttool.io.write.dcp import write_dcp_folder
 
@@ -337,7 +339,7 @@ def _to_dcp(ckpt: Checkpoint, output: Path, opts: ConvertOptions, caster: Caster
 
     size = {"file_bytes": opts.dcp_file_bytes} if opts.dcp_file_bytes else {}
     written = write_dcp_folder(tree, output, inputs=inputs, force=opts.force, transform=_no_stubs(fn, output),
-                               jobs=opts.jobs, ranks=ranks_from_env(), **size)
+                               jobs=opts.jobs, ranks=ranks_from_env(), progress=progress, **size)
     return ConvertResult(ckpt.path, ckpt.format, ckpt.layout, output, "dcp", content, "", written.tensors,
                          written.nbytes, changes=sanitizer.changes if sanitizer else [],
                          notes=["a DCP folder has no single sha256; each tensor is verified by reading it back"])
@@ -372,8 +374,12 @@ def _dcp_output(output: Path, opts: ConvertOptions) -> bool:
     return not opts.max_shard_size and (output.is_dir() or output.suffix in ("", ".dcp"))
 
 
-def convert(input_path: str | Path, output: str | Path, options: ConvertOptions | None = None) -> ConvertResult:
+def convert(input_path: str | Path, output: str | Path, options: ConvertOptions | None = None,
+            progress: ProgressSink | None = None) -> ConvertResult:
     """Convert the checkpoint at ``input_path`` into ``output``; see the module docstring.
+
+    ``progress`` is told the tensor bytes to write and read back (under torchrun: this rank's
+    share), then each chunk of both passes, from ``--jobs`` workers too.
 
     Raises:
         CkptError: unreadable input, a refused output, bad options, a failed verification.
@@ -398,7 +404,7 @@ def convert(input_path: str | Path, output: str | Path, options: ConvertOptions 
         output.parent.mkdir(exist_ok=True)  # out/model.safetensors: the shard set's folder, as for out/
         made = output.parent
     try:
-        return _convert(input_path, output, opts)
+        return _convert(input_path, output, opts, progress)
     except BaseException:
         if made is not None:
             with contextlib.suppress(OSError):
@@ -406,7 +412,8 @@ def convert(input_path: str | Path, output: str | Path, options: ConvertOptions 
         raise
 
 
-def _convert(input_path: str | Path, output: Path, opts: ConvertOptions) -> ConvertResult:
+def _convert(input_path: str | Path, output: Path, opts: ConvertOptions, progress: ProgressSink | None
+             ) -> ConvertResult:
     dcp_out = _dcp_output(output, opts)
     bin_shards = bool(opts.max_shard_size) and _is_bin_output(output)
     out_fmt = "dcp" if dcp_out else "bin-shards" if bin_shards else output_format(output)
@@ -416,15 +423,15 @@ def _convert(input_path: str | Path, output: Path, opts: ConvertOptions) -> Conv
     caster = Caster(parse_dtype(opts.dtype)) if opts.dtype else None
     try:
         if out_fmt == "safetensors":
-            result = _to_safetensors(ckpt, output, opts, caster, inputs)
+            result = _to_safetensors(ckpt, output, opts, caster, inputs, progress)
         elif out_fmt == "bin-shards":
-            result = _to_bin_shards(ckpt, output, opts, caster, inputs)
+            result = _to_bin_shards(ckpt, output, opts, caster, inputs, progress)
         elif out_fmt == "dcp":
             if opts.hash_name:
                 raise UsageError("--hash-name names one file; a DCP folder is several")
-            result = _to_dcp(ckpt, output, opts, caster, inputs)
+            result = _to_dcp(ckpt, output, opts, caster, inputs, progress)
         else:
-            result = _to_torch(ckpt, output, opts, caster, inputs)
+            result = _to_torch(ckpt, output, opts, caster, inputs, progress)
     except OutputRefused as exc:
         exc.path = exc.path or output
         raise

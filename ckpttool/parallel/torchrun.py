@@ -17,10 +17,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ckpttool.errors import CkptError, UnreadableCheckpoint, UsageError
 from ckpttool.parallel.plan import balance
+
+if TYPE_CHECKING:
+    from ckpttool.parallel.relay import Relay
 
 __all__ = ["Ranks", "ranks_from_env", "RankFailed", "LeaderFailed", "run_split"]
 
@@ -85,15 +88,19 @@ class Ranks:
         dist.all_gather_object(out, value)
         return out
 
+    def share(self, sizes: Sequence[int]) -> list[int]:
+        """The units this rank runs."""
+        return balance(sizes, self.world_size)[self.rank]
+
     def run(self, work: Callable[[int], R], sizes: Sequence[int], jobs: int = 1,
-            progress: Callable[[int], None] | None = None) -> list[R]:
+            progress: Callable[[int], None] | Relay | None = None) -> list[R]:
         """Every unit's result (on every rank); this rank ran its share. A failure anywhere raises everywhere.
 
         ``jobs`` > 1: this rank's share runs over that many forked worker processes (ranks × jobs).
         """
         from ckpttool.parallel.pool import run_units
 
-        mine = balance(sizes, self.world_size)[self.rank]
+        mine = self.share(sizes)
         results: dict[int, Any] = {}
         error: str | None = None
         try:
@@ -146,7 +153,7 @@ class Ranks:
 
 
 def run_split(work: Callable[[int], R], sizes: Sequence[int], jobs: int,
-              progress: Callable[[int], None] | None = None) -> list[R]:
+              progress: Callable[[int], None] | Relay | None = None) -> list[R]:
     """``run_units`` alone; under torchrun the units split over the ranks (each over ``jobs`` processes)."""
     from ckpttool.parallel.pool import run_units
 

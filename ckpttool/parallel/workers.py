@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ckpttool.parallel.pool import run_units
+from ckpttool.parallel.relay import Relay
 from ckpttool.parallel.torchrun import Ranks
 
 __all__ = ["Workers"]
@@ -31,11 +32,18 @@ class Workers:
     def is_leader(self) -> bool:
         return self.ranks is None or self.ranks.is_leader
 
-    def run(self, work: Callable[[int], R], sizes: Sequence[int]) -> list[R]:
-        """Every unit's result, in unit order, in every process; a failure anywhere raises everywhere."""
+    def share(self, sizes: Sequence[int]) -> list[int]:
+        """The units this process's group runs: all of them alone, this rank's share under torchrun."""
+        return list(range(len(sizes))) if self.ranks is None else self.ranks.share(sizes)
+
+    def run(self, work: Callable[[int], R], sizes: Sequence[int], progress: Relay | None = None) -> list[R]:
+        """Every unit's result, in unit order, in every process; a failure anywhere raises everywhere.
+
+        ``progress``: the relay the units report to (its workers' counts reach this process).
+        """
         if self.ranks is None:
-            return run_units(work, sizes, self.jobs)
-        return self.ranks.run(work, sizes, self.jobs)
+            return run_units(work, sizes, self.jobs, progress)
+        return self.ranks.run(work, sizes, self.jobs, progress)
 
     def leader(self, fn: Callable[[], R]) -> R:
         """``fn()`` done once, by the leader; its (picklable) result in every process."""

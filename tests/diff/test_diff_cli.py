@@ -307,14 +307,14 @@ def test_maps_are_simultaneous(capsys, tmp_path):
 
 
 def test_progress_bar_appears_only_after_the_delay(monkeypatch):
-    from ckpttool.cli.diff import _DelayedBar
+    from ckpttool.cli.progress import ProgressBar
 
-    bar = _DelayedBar()
-    bar.enabled = True
+    monkeypatch.delenv("CKPTTOOL_PROGRESS_DELAY", raising=False)
+    bar = ProgressBar("comparing")
     bar.start(100)
     bar.advance(10)
     assert bar._bar is None  # under a second: nothing drawn
-    monkeypatch.setattr(_DelayedBar, "DELAY_S", 0.0)
+    bar.delay = 0.0
     bar.advance(10)
     assert bar._bar is not None and bar.done == 20
     bar.close()

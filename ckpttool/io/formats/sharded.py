@@ -164,7 +164,8 @@ def write_sharded(tensors: Mapping[str, Any], output: Path, max_shard_size: int,
     paths, index_path = shard_paths(output, len(plan))
     earlier = earlier_set(output, index_path, inputs, force)
     if len(plan) == 1:
-        single = write_checkpoint(dict(tensors), output, inputs=inputs, force=force, metadata=metadata)
+        single = write_checkpoint(dict(tensors), output, inputs=inputs, force=force, metadata=metadata,
+                                  progress=progress)
         remove_earlier(earlier, keep=[output])
         return single, [single]
     for p in [*paths, index_path]:

@@ -22,6 +22,7 @@ from ckpttool.io.write.atomic import check_target, commit
 from ckpttool.io.write.checkpoint import WriteResult, write_checkpoint
 from ckpttool.io.write.earlier_set import earlier_set, remove_earlier, replacing
 from ckpttool.model import PickledDict, TensorRef
+from ckpttool.progress import Planned, ProgressSink
 
 __all__ = ["write_bin_shards", "bin_output", "is_bin_output"]
 
@@ -34,6 +35,12 @@ def is_bin_output(output: Path) -> bool:
 def bin_output(output: Path) -> Path:
     """The single-file name for ``output`` (``x.bin.index.json`` -> ``x.bin``)."""
     return output.with_name(output.name.removesuffix(".index.json"))
+
+
+def _storage_bytes(tensors: Mapping[str, TensorRef], keys: list[str]) -> int:
+    """The bytes of the distinct storages behind ``keys``: what a shard of them writes."""
+    seen = {id(tensors[k].storage): tensors[k] for k in keys}
+    return sum(t.storage.nbytes if t.storage.source is not None else t.nbytes for t in seen.values())
 
 
 def _plan(tensors: Mapping[str, TensorRef], max_size: int) -> list[list[str]]:
@@ -55,8 +62,12 @@ def _plan(tensors: Mapping[str, TensorRef], max_size: int) -> list[list[str]]:
 
 
 def write_bin_shards(tensors: Mapping[str, TensorRef], output: Path, max_shard_size: int, *,
-                     inputs: tuple[Path, ...] = (), force: bool = False) -> tuple[WriteResult, list[WriteResult]]:
-    """Write ``tensors`` as ``.bin`` shards beside ``output`` plus their index (one file if it fits)."""
+                     inputs: tuple[Path, ...] = (), force: bool = False, progress: ProgressSink | None = None
+                     ) -> tuple[WriteResult, list[WriteResult]]:
+    """Write ``tensors`` as ``.bin`` shards beside ``output`` plus their index (one file if it fits).
+
+    ``progress`` is told the whole set's bytes (written and read back) up front, then each chunk.
+    """
     if not is_bin_output(output):
         raise UsageError("a .bin shard set is named like pytorch_model.bin or pytorch_model.bin.index.json")
     single = bin_output(output)
@@ -66,7 +77,7 @@ def write_bin_shards(tensors: Mapping[str, TensorRef], output: Path, max_shard_s
     earlier = earlier_set(single, index_path, inputs, force)
     if len(plan) == 1:
         one = write_checkpoint(PickledDict({k: tensors[k] for k in order}, ordered=True), single,
-                               inputs=inputs, force=force)
+                               inputs=inputs, force=force, progress=progress)
         remove_earlier(earlier, keep=[single])
         return one, [one]
     stem = single.name.removesuffix(".bin")
@@ -76,14 +87,18 @@ def write_bin_shards(tensors: Mapping[str, TensorRef], output: Path, max_shard_s
     staging = single.parent / f".ckpttool-part-{secrets.token_hex(4)}"  # the final names, so each archive's
     hidden = [staging / p.name for p in paths]                           # inner folder is named as torch.save's
     done: list[WriteResult] = []
+    planned = [2 * _storage_bytes(tensors, keys) for keys in plan]
+    if progress is not None:
+        progress.start(sum(planned))
     try:
         staging.mkdir()
     except OSError as exc:
         raise OutputRefused(f"cannot create a folder in {single.parent}: {exc.strerror or exc}", path=output) from None
     try:
-        for keys, path, h in zip(plan, paths, hidden):  # under hidden names until the whole set is written
+        for keys, path, h, size in zip(plan, paths, hidden, planned):  # under hidden names until all are written
             r = write_checkpoint(PickledDict({k: tensors[k] for k in keys}, ordered=True), h,
-                                 inputs=inputs, force=False)
+                                 inputs=inputs, force=False,
+                                 progress=Planned(progress, size) if progress is not None else None)
             done.append(WriteResult(path, r.sha256, r.format, r.tensors, r.nbytes))
         weight_map = {k: path.name for keys, path in zip(plan, paths) for k in keys}
         meta: dict[str, Any] = {"total_size": sum(t.nbytes for t in tensors.values())}

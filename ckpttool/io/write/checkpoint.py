@@ -22,6 +22,7 @@ from ckpttool.io.write.safetensors import write_safetensors
 from ckpttool.io.write.torch_zip import write_torch
 from ckpttool.io.write.verify import verify_written
 from ckpttool.model import PickledDict, StateDict
+from ckpttool.progress import ProgressSink, WriteAndVerify
 
 __all__ = ["WriteResult", "write_checkpoint", "output_format", "hashed_name", "TORCH_SUFFIXES"]
 
@@ -78,12 +79,14 @@ def _as_dict(sd: StateDict) -> PickledDict:
 
 def write_checkpoint(tree: Any, output: Path, *, inputs: Sequence[Path] = (), force: bool = False,
                      fmt: str | None = None, metadata: dict[str, str] | None = None,
-                     hash_name: bool = False, transform: Transform | None = None) -> WriteResult:
+                     hash_name: bool = False, transform: Transform | None = None,
+                     progress: ProgressSink | None = None) -> WriteResult:
     """Write ``tree`` to ``output`` atomically and verified; see the module docstring.
 
     ``metadata`` goes into a safetensors file's ``__metadata__`` (torch files have no such slot).
     ``hash_name`` renames the output to ``stem-<sha256[:8]>.ext``. ``transform(value, path)``
     (torch output only) replaces values on the fly: lazy dtype casts, ``--sanitize`` rewrites.
+    ``progress`` is told the tensor bytes to write and read back, then each chunk of both passes.
 
     Raises:
         OutputRefused: the target is an input, exists without ``force``, or cannot be written.
@@ -102,19 +105,20 @@ def write_checkpoint(tree: Any, output: Path, *, inputs: Sequence[Path] = (), fo
     except CkptError as exc:
         exc.path = output
         raise
+    both = WriteAndVerify(progress) if progress is not None else None
     with temporary_output(output) as (tmp, sink):
         try:
             if kind == "safetensors":
-                written = write_safetensors(tree, sink, metadata)
+                written = write_safetensors(tree, sink, metadata, both)
             else:
-                written = write_torch(tree, sink, output.stem or "archive", transform)
+                written = write_torch(tree, sink, output.stem or "archive", transform, both)
             os.fsync(sink.fd)
         except CkptError as exc:
             exc.path = exc.path or output
             raise
         except OSError as exc:
             raise OutputRefused(f"writing failed: {exc.strerror or exc}", path=output) from None
-        verify_written(tmp, kind, written)
+        verify_written(tmp, kind, written, progress)
         sha = sink.hexdigest()
         final = hashed_name(output, sha) if hash_name else output
         if final != output:

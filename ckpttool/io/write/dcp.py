@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from ckpttool.errors import CkptError, OutputRefused, VerificationFailed
 from ckpttool.io.write.atomic import fsync_dir
 from ckpttool.model import CHUNK_BYTES, Storage, TensorRef
+from ckpttool.progress import ProgressSink, counted
 
 if TYPE_CHECKING:
     from ckpttool.parallel.torchrun import Ranks
@@ -198,8 +199,9 @@ class _OffsetSink:
 class _HashedBytes:
     """A ``ByteSource`` over one tensor's C-order bytes that takes their CRC-32 as they are written."""
 
-    def __init__(self, ref: TensorRef) -> None:
+    def __init__(self, ref: TensorRef, progress: ProgressSink | None = None) -> None:
         self.ref = ref
+        self.progress = progress
         self.path = ref.storage.source.path if ref.storage.source is not None else Path("<tensor>")
         self.crc = 0
 
@@ -209,23 +211,26 @@ class _HashedBytes:
     def chunks(self, offset: int, length: int, chunk: int = CHUNK_BYTES) -> Iterator[bytes | memoryview]:
         if offset != 0 or length != self.ref.nbytes:
             raise ValueError("a tensor item is written whole")
-        for piece in self.ref.chunks(chunk):
+        for piece in counted(self.ref.chunks(chunk), self.progress):
             self.crc = zlib.crc32(piece, self.crc)
             yield piece
 
 
-def _compact(ref: TensorRef) -> tuple[TensorRef, _HashedBytes]:
+def _compact(ref: TensorRef, progress: ProgressSink | None = None) -> tuple[TensorRef, _HashedBytes]:
     """The tensor as torch.save would see it after DCP's clone: contiguous, its own storage, detached."""
-    src = _HashedBytes(ref)
+    src = _HashedBytes(ref, progress)
     storage = Storage(key="0", dtype=ref.dtype, nbytes=ref.nbytes, location="cpu", source=src)
     from ckpttool.io.formats.dcp import contiguous_stride
 
     return TensorRef(ref.dtype, ref.shape, contiguous_stride(ref.shape), storage), src
 
 
-def write_data_file(folder: Path, name: str, entries: Sequence[DcpEntry], on_item: Callable[[int], None] | None = None
-                    ) -> list[ItemWritten]:
-    """Append each entry as one ``torch.save`` archive to ``folder/name``; fsynced before returning."""
+def write_data_file(folder: Path, name: str, entries: Sequence[DcpEntry], on_item: Callable[[int], None] | None = None,
+                    progress: ProgressSink | None = None) -> list[ItemWritten]:
+    """Append each entry as one ``torch.save`` archive to ``folder/name``; fsynced before returning.
+
+    ``progress`` is told each chunk of tensor bytes written (their total is the caller's to announce).
+    """
     from ckpttool.io.write.torch_zip import write_torch
 
     fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -237,7 +242,7 @@ def write_data_file(folder: Path, name: str, entries: Sequence[DcpEntry], on_ite
             value = e.value
             digest = None
             if isinstance(value, TensorRef):
-                compact, hashed = _compact(value)
+                compact, hashed = _compact(value, progress)
                 write_torch(compact, _OffsetSink(sink), "archive")
                 digest = hashed.crc
             else:
@@ -327,10 +332,10 @@ def commit_folder(tmp: Path, output: Path) -> None:
 
 
 def verify_folder(folder: Path, entries: Sequence[DcpEntry], items: Sequence[ItemWritten],
-                  reused: dict[str, list[Any]] | None = None) -> None:
+                  reused: dict[str, list[Any]] | None = None, progress: ProgressSink | None = None) -> None:
     """Read ``folder`` back through ckpttool's reader: every entry there, every tensor's bytes as written."""
     verify_entries(folder, entries, reused)
-    verify_items(folder, items)
+    verify_items(folder, items, progress)
 
 
 def _read_back(folder: Path) -> Any:
@@ -355,7 +360,7 @@ def verify_entries(folder: Path, entries: Sequence[DcpEntry], reused: dict[str, 
             raise VerificationFailed(f"DCP tensor {fqn!r} does not keep its chunks", path=folder)
 
 
-def verify_items(folder: Path, items: Sequence[ItemWritten]) -> None:
+def verify_items(folder: Path, items: Sequence[ItemWritten], progress: ProgressSink | None = None) -> None:
     """Each tensor of ``items`` reads back (through ``.metadata``) with the CRC-32 of what was written."""
     from ckpttool.io.formats.dcp import DataFiles, tensor_ref
     from ckpttool.io.formats.dcp_metadata import TensorEntry
@@ -370,7 +375,7 @@ def verify_items(folder: Path, items: Sequence[ItemWritten]) -> None:
             if not isinstance(entry, TensorEntry):
                 raise VerificationFailed(f"DCP entry {item.fqn!r} is not a tensor", path=folder)
             crc = 0
-            for piece in tensor_ref(meta, files, entry).chunks():
+            for piece in counted(tensor_ref(meta, files, entry).chunks(), progress):
                 crc = zlib.crc32(piece, crc)
             if crc != item.crc:
                 raise VerificationFailed(f"DCP tensor {item.fqn!r} did not read back as written", path=folder)
@@ -412,7 +417,8 @@ def _first_free(names: set[str]) -> int:
 
 def write_dcp_folder(tree: dict[Any, Any], output: Path, *, inputs: Sequence[Path] = (), force: bool = False,
                      files: int | None = None, file_bytes: int = DCP_FILE_BYTES, transform: Transform | None = None,
-                     link_from: Any = None, jobs: int = 1, ranks: Ranks | None = None) -> DcpWritten:
+                     link_from: Any = None, jobs: int = 1, ranks: Ranks | None = None,
+                     progress: ProgressSink | None = None) -> DcpWritten:
     """Write ``tree`` as a DCP folder at ``output`` (see the module docstring).
 
     ``files`` fixes the number of data files (else ``files_for(file_bytes)``); ``jobs`` worker processes
@@ -420,18 +426,23 @@ def write_dcp_folder(tree: dict[Any, Any], output: Path, *, inputs: Sequence[Pat
     ``link_from`` (the ``DcpMetadata`` of an input folder): tensors that are that folder's, unchanged,
     keep their chunks, and its data files are hard-linked (copied across file systems) rather than
     rewritten; only the rest goes into new data files (``remap`` renames keys this way).
+    ``progress`` is told the tensor bytes to write and read back, then each chunk of both passes.
     """
     from ckpttool.parallel.workers import Workers
 
     if ranks is None:
-        return _write_folder(tree, output, inputs, force, files, file_bytes, transform, link_from, Workers(jobs))
+        return _write_folder(tree, output, inputs, force, files, file_bytes, transform, link_from, Workers(jobs),
+                             progress)
     with ranks:
         return _write_folder(tree, output, inputs, force, files, file_bytes, transform, link_from,
-                             Workers(jobs, ranks))
+                             Workers(jobs, ranks), progress)
 
 
 def _write_folder(tree: dict[Any, Any], output: Path, inputs: Sequence[Path], force: bool, files: int | None,
-                  file_bytes: int, transform: Transform | None, link_from: Any, workers: Workers) -> DcpWritten:
+                  file_bytes: int, transform: Transform | None, link_from: Any, workers: Workers,
+                  progress: ProgressSink | None) -> DcpWritten:
+    from ckpttool.parallel.relay import Relay
+
     check_folder_target(output, inputs, force)
     entries = flatten(tree, transform)
     reused = _reusable(entries, link_from) if link_from is not None else {}
@@ -441,6 +452,9 @@ def _write_folder(tree: dict[Any, Any], output: Path, inputs: Sequence[Path], fo
     first = _first_free(set(linked))
     names = [f"__{first + n}_0.distcp" for n in range(len(plan))]
     sizes = [sum(fresh[i].nbytes for i in idx) for idx in plan]
+    relay = Relay(progress) if progress is not None else None
+    if progress is not None:  # written and read back: twice this process's (this rank's) share
+        progress.start(2 * sum(sizes[n] for n in workers.share(sizes)))
 
     def prepare() -> Path:
         tmp = temp_folder(output)
@@ -462,10 +476,11 @@ def _write_folder(tree: dict[Any, Any], output: Path, inputs: Sequence[Path], fo
 
     tmp = workers.leader(prepare)
     try:
-        per_file = workers.run(lambda n: write_data_file(tmp, names[n], [fresh[i] for i in plan[n]]), sizes)
+        per_file = workers.run(lambda n: write_data_file(tmp, names[n], [fresh[i] for i in plan[n]], progress=relay),
+                               sizes, relay)
         items = [item for part in per_file for item in part]
         workers.leader(index)
-        workers.run(lambda n: verify_items(tmp, per_file[n]), sizes)
+        workers.run(lambda n: verify_items(tmp, per_file[n], relay), sizes, relay)
         workers.leader(publish)
     finally:
         if workers.is_leader:

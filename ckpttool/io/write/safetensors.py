@@ -20,6 +20,7 @@ from ckpttool.io.write.tensor_input import TensorAdapter, is_torch_tensor
 from ckpttool.io.write.torch_zip import Written
 from ckpttool.io.write.zip_writer import Sink
 from ckpttool.model import TensorRef
+from ckpttool.progress import ProgressSink, counted
 
 __all__ = ["write_safetensors", "safetensors_layout"]
 
@@ -71,8 +72,12 @@ def _stored_once(refs: dict[str, TensorRef], order: list[str], metadata: dict[st
     return unique, {**(metadata or {}), **extra}
 
 
-def write_safetensors(tensors: Mapping[str, Any], sink: Sink, metadata: dict[str, str] | None) -> Written:
-    """Write the flat ``tensors`` mapping and ``metadata`` to ``sink`` as one safetensors file."""
+def write_safetensors(tensors: Mapping[str, Any], sink: Sink, metadata: dict[str, str] | None,
+                      progress: ProgressSink | None = None) -> Written:
+    """Write the flat ``tensors`` mapping and ``metadata`` to ``sink`` as one safetensors file.
+
+    ``progress`` is told the tensor bytes to write once the header is known, then each chunk.
+    """
     refs, metadata = _stored_once(safetensors_layout(tensors), list(tensors), metadata)
     header: dict[str, Any] = {}
     if metadata:
@@ -88,8 +93,10 @@ def write_safetensors(tensors: Mapping[str, Any], sink: Sink, metadata: dict[str
     raw += b" " * (-(len(raw)) % 8)
     sink.write(len(raw).to_bytes(8, "little") + raw)
     shapes: dict[str, tuple[str, tuple[int, ...]]] = {}
+    if progress is not None:
+        progress.start(pos)
     for key, ref in refs.items():
-        for piece in ref.chunks():
+        for piece in counted(ref.chunks(), progress):
             sink.write(piece)
         shapes[key] = (ref.dtype, ref.shape)
     return Written(tensors=len(refs), sources={k: r.chunks for k, r in refs.items()}, metadata=dict(metadata or {}),

@@ -3,7 +3,8 @@
 Each shard is written (streamed, verified) under a hidden name beside its target, by this
 process, by ``--jobs`` worker processes, or by the ranks of a ``torchrun`` group; once every one
 of them is done, the leader writes the index (``publish``) and renames the shards into place.
-A failure anywhere removes every hidden shard and publishes nothing.
+A failure anywhere removes every hidden shard and publishes nothing. Progress covers the shards
+this process and its workers write (under torchrun: this rank's share), chunk by chunk.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ckpttool.errors import CkptError
 from ckpttool.io.write.atomic import commit
 from ckpttool.io.write.checkpoint import WriteResult, write_checkpoint
 from ckpttool.io.write.earlier_set import replacing
+from ckpttool.progress import Planned, ProgressSink
 
 __all__ = ["write_shard_set"]
 
@@ -30,13 +32,14 @@ def _hidden(path: Path, token: str) -> Path:
 
 
 def write_shard_set(shards: Sequence[Mapping[str, Any]], paths: Sequence[Path], *, inputs: Sequence[Path],
-                    force: bool, jobs: int, publish: Callable[[], T], progress: Callable[[int], None] | None = None,
+                    force: bool, jobs: int, publish: Callable[[], T], progress: ProgressSink | None = None,
                     replaces: Sequence[Path] = ()) -> tuple[list[WriteResult], T]:
     """Write ``shards[i]`` to ``paths[i]``, then ``publish()``; returns the shard results and what it returned.
 
     ``replaces``: the files of an earlier set at this target (``earlier_set``), replaced as a unit.
     """
     from ckpttool.parallel import ranks_from_env, run_units
+    from ckpttool.parallel.relay import Relay
     from ckpttool.parallel.torchrun import RankFailed
 
     ranks = ranks_from_env()
@@ -47,15 +50,18 @@ def write_shard_set(shards: Sequence[Mapping[str, Any]], paths: Sequence[Path], 
         token = ranks.gather(token)[0]  # every rank names the hidden files as the leader does
     hidden = [_hidden(p, token) for p in paths]
     sizes = [sum(getattr(t, "nbytes", 0) for t in shard.values()) for shard in shards]
+    relay = Relay(progress) if progress is not None else None
+    if progress is not None:  # written and read back: twice the shards' bytes, announced up front
+        progress.start(2 * sum(sizes[i] for i in (ranks.share(sizes) if ranks is not None else range(len(sizes)))))
 
     def work(i: int) -> WriteResult:
         r = write_checkpoint(dict(shards[i]), hidden[i], inputs=tuple(inputs), force=False, fmt="safetensors",
-                             metadata={"format": "pt"})
+                             metadata={"format": "pt"}, progress=Planned(relay, 2 * sizes[i]) if relay else None)
         return WriteResult(paths[i], r.sha256, r.format, r.tensors, r.nbytes)
 
     published: Any = None
     try:
-        done = ranks.run(work, sizes) if ranks is not None else run_units(work, sizes, jobs, progress)
+        done = ranks.run(work, sizes, jobs, relay) if ranks is not None else run_units(work, sizes, jobs, relay)
         if ranks is None:
             published = _publish(hidden, paths, force, publish, replaces)
         else:

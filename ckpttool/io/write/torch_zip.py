@@ -17,6 +17,7 @@ from ckpttool.io.write.pickle_writer import Expected, Transform, pickle_tree
 from ckpttool.io.write.tensor_input import TensorAdapter
 from ckpttool.io.write.zip_writer import ALIGNMENT, Sink, ZipStreamWriter
 from ckpttool.model import Storage
+from ckpttool.progress import ProgressSink, counted
 
 __all__ = ["write_torch", "Written", "storage_pieces"]
 
@@ -55,9 +56,15 @@ def _serialization_id(pickle_bytes: bytes) -> bytes:
     return str(int.from_bytes(hashlib.sha256(pickle_bytes).digest()[:17], "little")).zfill(40)[:40].encode()
 
 
-def write_torch(tree: Any, sink: Sink, root: str, transform: Transform | None = None) -> Written:
-    """Write ``tree`` to ``sink`` as a torch zip archive whose records live under ``root/``."""
+def write_torch(tree: Any, sink: Sink, root: str, transform: Transform | None = None,
+                progress: ProgressSink | None = None) -> Written:
+    """Write ``tree`` to ``sink`` as a torch zip archive whose records live under ``root/``.
+
+    ``progress`` is told the storage bytes to write once the pickle is built, then each chunk.
+    """
     pk = pickle_tree(tree, TensorAdapter(), transform)
+    if progress is not None:
+        progress.start(sum(s.nbytes for s in pk.storages))
     z = ZipStreamWriter(sink, root)
     z.add_bytes("data.pkl", pk.data)
     z.add_bytes(".format_version", b"1")
@@ -65,7 +72,7 @@ def write_torch(tree: Any, sink: Sink, root: str, transform: Transform | None = 
     z.add_bytes("byteorder", b"little")
     sources: dict[str, Callable[[], Iterable[bytes | memoryview]]] = {}
     for key, storage in enumerate(pk.storages):
-        z.add(f"data/{key}", storage_pieces(storage), storage.nbytes)
+        z.add(f"data/{key}", counted(storage_pieces(storage), progress), storage.nbytes)
         sources[str(key)] = partial(storage_pieces, storage)
     z.add_bytes("version", b"3\n")
     z.add_bytes(".data/serialization_id", _serialization_id(pk.data))

@@ -19,6 +19,7 @@ from ckpttool.io.write.aliases import ALIASES_KEY, VIEWS_KEY
 from ckpttool.io.write.pickle_writer import Expected, StubPart
 from ckpttool.io.write.torch_zip import Written
 from ckpttool.model import GlobalRef, Storage, Stub, TensorRef
+from ckpttool.progress import ProgressSink, counted
 from ckpttool.tree import get_path
 
 __all__ = ["verify_written", "same_bytes"]
@@ -106,7 +107,7 @@ def _resolve(tree: Any, path: tuple[Any, ...]) -> Any:
     return obj
 
 
-def _verify_torch(tree: Any, written: Written) -> None:
+def _verify_torch(tree: Any, written: Written, progress: ProgressSink | None = None) -> None:
     storages: dict[str, Storage] = {}
     for e in written.expected:
         problem = _check(e, _resolve(tree, e.path), storages)
@@ -115,7 +116,7 @@ def _verify_torch(tree: Any, written: Written) -> None:
     if set(storages) != set(written.sources):
         raise VerificationFailed("the storages read back are not the ones written")
     for key, meant in written.sources.items():
-        if not same_bytes(_storage_bytes(storages[key]), meant()):
+        if not same_bytes(counted(_storage_bytes(storages[key]), progress), meant()):
             raise VerificationFailed(f"storage {key} read back with different bytes")
 
 
@@ -132,7 +133,8 @@ def _recorded_names(metadata: dict[str, str]) -> set[str]:
     return names
 
 
-def _verify_safetensors(tree: Any, metadata: dict[str, str], written: Written) -> None:
+def _verify_safetensors(tree: Any, metadata: dict[str, str], written: Written,
+                        progress: ProgressSink | None = None) -> None:
     if not isinstance(tree, dict):
         raise VerificationFailed("the tensors read back are not the ones written")
     stored = [k for k in tree if k in written.sources]
@@ -141,14 +143,17 @@ def _verify_safetensors(tree: Any, metadata: dict[str, str], written: Written) -
         raise VerificationFailed("the tensors read back are not the ones written")
     for key, meant in written.sources.items():
         got = tree[key]
-        if (got.dtype, got.shape) != written.dtypes[key] or not same_bytes(got.chunks(), meant()):
+        if (got.dtype, got.shape) != written.dtypes[key] or not same_bytes(counted(got.chunks(), progress), meant()):
             raise VerificationFailed(f"tensor {key!r} read back differently")
     if metadata != (written.metadata or {}):
         raise VerificationFailed("the metadata read back is not the metadata written")
 
 
-def verify_written(path: Path, fmt: str, written: Written) -> None:
-    """Re-read ``path`` and raise ``VerificationFailed`` unless it holds exactly ``written``."""
+def verify_written(path: Path, fmt: str, written: Written, progress: ProgressSink | None = None) -> None:
+    """Re-read ``path`` and raise ``VerificationFailed`` unless it holds exactly ``written``.
+
+    ``progress`` is told each chunk of tensor bytes read back.
+    """
     from ckpttool.io import read_tree
 
     try:
@@ -160,9 +165,9 @@ def verify_written(path: Path, fmt: str, written: Written) -> None:
         raise VerificationFailed(f"the written file reads back as {read.format}", path=path)
     try:
         if fmt == "safetensors":
-            _verify_safetensors(read.tree, read.members.get("__metadata__", {}), written)
+            _verify_safetensors(read.tree, read.members.get("__metadata__", {}), written, progress)
         else:
-            _verify_torch(read.tree, written)
+            _verify_torch(read.tree, written, progress)
     except VerificationFailed as exc:
         exc.path = path
         raise

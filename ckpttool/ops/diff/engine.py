@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from ckpttool.model import Checkpoint, TensorRef
 from ckpttool.ops.diff.align import AlignedKeys, Alignment, align_keys
@@ -15,16 +15,9 @@ from ckpttool.ops.diff.result import DiffResult, SectionDiff, TensorDiff
 from ckpttool.ops.diff.rules import FailRule, evaluate
 from ckpttool.ops.diff.sections import SideView, kind_of, section_names, view_of
 from ckpttool.ops.diff.values import ByteComparer, compare_values
+from ckpttool.progress import ProgressSink
 
 __all__ = ["DiffOptions", "ProgressSink", "diff_checkpoints"]
-
-
-class ProgressSink(Protocol):
-    """Where ``diff`` reports how many tensor bytes it will read, then reads."""
-
-    def start(self, total: int) -> None: ...
-
-    def advance(self, n: int) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,20 +139,22 @@ def _compare_over_jobs(planned: list[_Planned], options: DiffOptions, progress: 
                        jobs: int) -> list[list[Any]]:
     """Every section's entries, the tensor pairs compared by ``jobs`` worker processes (and the ranks of torchrun)."""
     from ckpttool.parallel import run_split
+    from ckpttool.parallel.relay import Relay
 
     work = [(s, pair, ta, tb) for s, p in enumerate(planned) for pair, ta, tb in p.work]
     sizes = [ta.nbytes if ta is not None and tb is not None and ta.shape == tb.shape else 0
              for _, _, ta, tb in work]
     comparers: list[ByteComparer] = []
+    relay = Relay(progress) if progress is not None else None  # workers report chunk by chunk
 
     def one(i: int) -> Any:
         s, pair, ta, tb = work[i]
         if not comparers:
             comparers.append(ByteComparer())
         kind, _ = kind_of(pair.key_a, pair.key_b, planned[s].a, planned[s].b)
-        return _compare(pair, ta, tb, kind, options, None, comparers[0])
+        return _compare(pair, ta, tb, kind, options, relay, comparers[0])
 
-    done = run_split(one, sizes, jobs, progress.advance if progress is not None else None)
+    done = run_split(one, sizes, jobs, relay)
     for c in comparers:
         c.close()
     out: list[list[Any]] = [[] for _ in planned]

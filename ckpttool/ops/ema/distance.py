@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ckpttool.dtypes import is_floating
 from ckpttool.model import StateDict, TensorRef
 from ckpttool.numeric import to_float32
+from ckpttool.progress import ProgressSink
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -113,10 +114,13 @@ class _Sums:
         self.sum_a2 += _square_sum(raw)
 
 
-def _compare(key: str, ema: TensorRef, raw: TensorRef) -> tuple[TensorDistance, _Sums]:
+def _compare(key: str, ema: TensorRef, raw: TensorRef, progress: ProgressSink | None = None
+             ) -> tuple[TensorDistance, _Sums]:
     sums = _Sums()
     same_bytes = ema.dtype == raw.dtype
     for e, r in zip(_windows(ema, WINDOW_ELEMENTS), _windows(raw, WINDOW_ELEMENTS)):
+        if progress is not None:
+            progress.advance(len(e) if isinstance(e, bytes) else e.nbytes)
         if ema.dtype == raw.dtype and (e == r if isinstance(e, bytes) else e.tobytes() == bytes(r)):
             sums.sum_a2 += _finite_square_sum(_values(r, raw.dtype))
             continue
@@ -147,15 +151,20 @@ def _square_sum(a: np.ndarray) -> float:
     return sum(float(np.dot(b, b)) for b in (a[i:i + _BLOCK] for i in range(0, a.size, _BLOCK)))
 
 
-def ema_distance(ema: StateDict, raw: StateDict) -> Distance:
-    """Compare every floating EMA tensor with the raw tensor of the same key and shape."""
+def ema_distance(ema: StateDict, raw: StateDict, progress: ProgressSink | None = None) -> Distance:
+    """Compare every floating EMA tensor with the raw tensor of the same key and shape.
+
+    ``progress`` is told the EMA bytes to compare, then each window compared.
+    """
     out = Distance()
     sum_d2 = sum_a2 = 0.0
-    for key, e in ema.tensors.items():
-        r = raw.tensors.get(key)
-        if r is None or r.shape != e.shape or not (is_floating(e.dtype) and is_floating(r.dtype)):
-            continue
-        td, sums = _compare(key, e, r)
+    pairs = [(key, e, raw.tensors[key]) for key, e in ema.tensors.items()
+             if key in raw.tensors and raw.tensors[key].shape == e.shape
+             and is_floating(e.dtype) and is_floating(raw.tensors[key].dtype)]
+    if progress is not None:
+        progress.start(sum(e.nbytes for _, e, _ in pairs))
+    for key, e, r in pairs:
+        td, sums = _compare(key, e, r, progress)
         out.tensors.append(td)
         out.compared += 1
         out.identical += td.identical

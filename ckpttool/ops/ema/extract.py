@@ -19,6 +19,7 @@ from ckpttool.ops.ema.coverage import Coverage, assemble
 from ckpttool.ops.ema.distance import Distance, ema_distance
 from ckpttool.ops.ema.findings import check
 from ckpttool.ops.ema.publish import publish_tree
+from ckpttool.progress import ProgressSink
 
 __all__ = ["EmaResult", "EmaList", "list_ema", "extract_ema", "select", "DTYPE_ALIASES"]
 
@@ -119,8 +120,11 @@ def select(ckpt: Checkpoint, source: str | None = None) -> EmaCandidate:
 
 def extract_ema(ckpt: Checkpoint, output: Path | None, *, source: str | None = None, dtype: str | None = None,
                 into_checkpoint: bool = False, strip_optimizer: bool = False, force: bool = False,
-                sanitize: bool = False) -> EmaResult:
+                sanitize: bool = False, progress: ProgressSink | None = None) -> EmaResult:
     """Find, check and (when the checks pass and ``output`` is given) write the EMA of ``ckpt``.
+
+    ``progress`` is told the EMA bytes checked against the raw weights and the tensor bytes to write
+    and read back, then each chunk of the three passes.
 
     Raises:
         SectionNotFound: the checkpoint holds no EMA.
@@ -136,13 +140,14 @@ def extract_ema(ckpt: Checkpoint, output: Path | None, *, source: str | None = N
     target_dtype = _dtype(dtype)
     cand = select(ckpt, source)
     weights, coverage = assemble(cand.ema, cand.model, cand.scope)
-    distance = ema_distance(cand.ema, cand.model) if cand.model is not None and cand.ema.tensors else None
+    distance = (ema_distance(cand.ema, cand.model, progress) if cand.model is not None and cand.ema.tensors
+                else None)
     result = EmaResult(ckpt.path, cand, output, coverage, distance, dtype=target_dtype,
                        into_checkpoint=into_checkpoint, tensors=len(weights))
     result.findings = check(cand, coverage, distance)
     if output is None or not result.ok:
         return result
-    _write(ckpt, result, weights, strip_optimizer, force, sanitize)
+    _write(ckpt, result, weights, strip_optimizer, force, sanitize, progress)
     return result
 
 
@@ -167,7 +172,7 @@ def _cast(weights: dict[str, Any], dtype: str) -> dict[str, Any]:
 
 
 def _write(ckpt: Checkpoint, result: EmaResult, weights: dict[str, Any], strip_optimizer: bool,
-           force: bool, sanitize: bool = False) -> None:
+           force: bool, sanitize: bool = False, progress: ProgressSink | None = None) -> None:
     from ckpttool.io.write.checkpoint import write_checkpoint
 
     assert result.output is not None
@@ -182,7 +187,7 @@ def _write(ckpt: Checkpoint, result: EmaResult, weights: dict[str, Any], strip_o
     written = write_checkpoint(tree, result.output, inputs=(ckpt.path,), force=force,
                                metadata={"format": "pt", "ckpttool.ema_source": result.candidate.source,
                                          "ckpttool.ema_layout": result.candidate.layout,
-                                         "ckpttool.ema_input": ckpt.path.name})
+                                         "ckpttool.ema_input": ckpt.path.name}, progress=progress)
     result.written = True
     result.sha256, result.format, result.nbytes = written.sha256, written.format, written.nbytes
     result.output = written.path

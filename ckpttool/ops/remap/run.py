@@ -26,6 +26,7 @@ from ckpttool.ops.remap.rules import AddPrefix, Rule, StripPrefix, parse_map, pr
 from ckpttool.ops.remap.rules_file import load_rules
 from ckpttool.ops.remap.sequential import load_layout, to_named, to_sequential
 from ckpttool.ops.remap.target import primary_state_dict, target_from_checkpoint, target_from_model
+from ckpttool.progress import ProgressSink
 
 __all__ = ["RemapOptions", "RemapResult", "remap", "build_rules"]
 
@@ -160,8 +161,10 @@ def _output_format(ckpt: Checkpoint, output: Path | None, findings: list[Finding
 
 
 def remap(path: Path, opts: RemapOptions, output: Path | None = None, *, dry_run: bool = False,
-          force: bool = False) -> RemapResult:
+          force: bool = False, progress: ProgressSink | None = None) -> RemapResult:
     """Remap the checkpoint at ``path`` as ``opts`` say and write it to ``output`` (unless ``dry_run``).
+
+    ``progress`` is told the tensor bytes to write and read back, then each chunk of both passes.
 
     Raises:
         UsageError: contradicting options, a bad rules or layout file, layout names the input lacks.
@@ -203,7 +206,7 @@ def remap(path: Path, opts: RemapOptions, output: Path | None = None, *, dry_run
                          decisions=alignment.decisions if alignment is not None else [])
     write = not dry_run and output is not None and (opts.allow_partial or not result.partial)
     if write and fmt == "dcp":
-        result.output = _write_dcp(ckpt, applied.tree, Path(output), Path(path), force)
+        result.output = _write_dcp(ckpt, applied.tree, Path(output), Path(path), force, progress)
     elif write:
         from ckpttool.io.write.checkpoint import write_checkpoint
 
@@ -216,7 +219,7 @@ def remap(path: Path, opts: RemapOptions, output: Path | None = None, *, dry_run
         sanitizer = Sanitizer() if opts.sanitize and fmt != "safetensors" else None
         result.output = write_checkpoint(applied.tree, Path(output), inputs=[Path(path)], force=force, fmt=fmt,
                                          metadata=dict(meta_st) if isinstance(meta_st, dict) else None,
-                                         transform=sanitizer)
+                                         transform=sanitizer, progress=progress)
         if sanitizer is not None and sanitizer.changes:
             shown = ", ".join(f"{c.path} ({c.was} → {c.now})" for c in sanitizer.changes[:4])
             result.findings.append(Finding("remap.sanitized", "info", f"--sanitize wrote {len(sanitizer.changes)} "
@@ -225,12 +228,14 @@ def remap(path: Path, opts: RemapOptions, output: Path | None = None, *, dry_run
     return result
 
 
-def _write_dcp(ckpt: Checkpoint, tree: Any, output: Path, path: Path, force: bool) -> Any:
+def _write_dcp(ckpt: Checkpoint, tree: Any, output: Path, path: Path, force: bool,
+               progress: ProgressSink | None = None) -> Any:
     """A DCP folder to a DCP folder: new ``.metadata``, the input's data files linked, changed values rewritten."""
     from ckpttool.io.write.checkpoint import WriteResult
     from ckpttool.io.write.dcp import write_dcp_folder
 
-    written = write_dcp_folder(tree, output, inputs=[path], force=force, link_from=ckpt.members.get("dcp"))
+    written = write_dcp_folder(tree, output, inputs=[path], force=force, link_from=ckpt.members.get("dcp"),
+                               progress=progress)
     return WriteResult(output, "", "dcp", written.tensors, written.nbytes)
 
 

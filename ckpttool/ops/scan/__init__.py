@@ -20,6 +20,7 @@ from ckpttool.model import Finding
 from ckpttool.ops.scan.archive import archive_facts
 from ckpttool.ops.scan.result import FAILING_STATUSES, STATUSES, FileScan, ScanReport
 from ckpttool.ops.scan.traps import tree_traps
+from ckpttool.progress import ProgressSink
 
 __all__ = ["FileScan", "ScanReport", "STATUSES", "FAILING_STATUSES", "scan_files", "scan_file"]
 
@@ -73,20 +74,28 @@ def scan_file(path: Path) -> FileScan:
     return result
 
 
-def scan_files(paths: list[Path], jobs: int = 1) -> ScanReport:
+def _size(path: Path) -> int:
+    """The bytes of a file, or of the files in a folder; 0 for what cannot be read."""
+    try:
+        if path.is_dir():
+            return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def scan_files(paths: list[Path], jobs: int = 1, progress: ProgressSink | None = None) -> ScanReport:
     """Scan every path; with ``jobs`` > 1 over worker processes, under torchrun over the ranks.
 
-    The report is the same, in the same order, however the files were spread.
+    The report is the same, in the same order, however the files were spread. ``progress`` is told
+    the bytes of all the files, then each file's bytes as it is done.
     """
     from ckpttool.parallel import ranks_from_env, run_split
 
-    if (jobs <= 1 or len(paths) <= 1) and ranks_from_env() is None:
+    if (jobs <= 1 or len(paths) <= 1) and ranks_from_env() is None and progress is None:
         return ScanReport([scan_file(p) for p in paths])
-
-    sizes = []
-    for p in paths:
-        try:
-            sizes.append(p.stat().st_size)
-        except OSError:
-            sizes.append(0)
-    return ScanReport(run_split(lambda i: scan_file(paths[i]), sizes, jobs))
+    sizes = [_size(p) for p in paths]
+    if progress is not None:
+        progress.start(sum(sizes))
+    return ScanReport(run_split(lambda i: scan_file(paths[i]), sizes, jobs if len(paths) > 1 else 1,
+                                progress.advance if progress is not None else None))
