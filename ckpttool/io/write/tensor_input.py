@@ -28,6 +28,9 @@ class MemorySource:
     def read(self, offset: int, length: int) -> bytes:
         return bytes(self.data[offset:offset + length])
 
+    def readinto(self, offset: int, view: memoryview) -> None:
+        view[:] = self.data[offset:offset + len(view)]  # a short slice raises ValueError: sizes differ
+
     def chunks(self, offset: int, length: int, chunk: int = CHUNK_BYTES) -> Iterator[bytes]:
         end = offset + length
         while offset < end:
