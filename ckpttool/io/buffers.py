@@ -48,7 +48,9 @@ def read_into(source: Any, offset: int, view: memoryview) -> None:
 
 
 def _direct(ref: TensorRef) -> bool:
-    return ref.is_contiguous and ref.storage.byteorder == "little" and ref.storage.source is not None
+    """Stored contiguously in a source that is not in memory already (whose views cost no copy)."""
+    return (ref.is_contiguous and ref.storage.byteorder == "little" and ref.storage.source is not None
+            and not getattr(ref.storage.source, "in_memory", False))
 
 
 def tensor_views(ref: TensorRef, ring: Ring) -> Iterator[bytes | memoryview]:

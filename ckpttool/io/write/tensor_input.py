@@ -21,6 +21,8 @@ __all__ = ["MemorySource", "TensorAdapter", "is_torch_tensor"]
 class MemorySource:
     """A ``ByteSource`` over bytes already in memory (a torch storage, a cast buffer)."""
 
+    in_memory = True  # its chunks are views: nothing gains from reading them into other buffers
+
     def __init__(self, data: memoryview, path: Path | None = None) -> None:
         self.data = data.cast("B") if data.format != "B" or data.ndim != 1 else data
         self.path = path or Path("<memory>")
