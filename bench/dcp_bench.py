@@ -1,6 +1,7 @@
 """DCP folders and shard sets at scale: ckpttool against the torch route, in one run.
 
-Run: ``python bench/dcp_bench.py [--size 1GiB] [--small 256MiB] [--repeat 1]``. Builds, once, in
+Run: ``python bench/dcp_bench.py [--size 1GiB] [--small 256MiB] [--repeat 1]``, or for how DCP -> shard
+set grows with the model and ``--jobs``: ``--sizes 1GiB,2GiB,4GiB [--save FILE] [--clean]``. Builds, once, in
 $CKPTTOOL_BENCH_DIR (default /tmp/ckpttool-bench): a transformer-like model (288 tensors plus one
 256 MiB ``lm_head``) as a 2-rank DCP folder (Shard(0), written by two gloo processes), as one
 ``.pt``; a 12.5k-chunk-entry DCP folder (6,250 small tensors on 2 ranks); and a 100k-chunk-entry
@@ -93,6 +94,28 @@ def model(total: int) -> dict:
     return sd
 
 
+def local_model(total: int, mesh: object, rank: int) -> dict:
+    """``model(total)``'s shapes as ``Shard(0)`` DTensors, each rank making only its own rows.
+
+    Values differ from ``model`` (a generator per tensor and rank), the layout on disk does not;
+    two ranks then hold one model between them, so a 4 GiB folder builds in ~4 GiB of memory.
+    """
+    import torch
+    from common import transformer_state_dict
+    from torch.distributed.tensor import DTensor, Shard
+
+    shapes = {k: tuple(v.shape) for k, v in transformer_state_dict(max(total - HEAD, 1 << 20), layers=24).items()}
+    shapes["lm_head.weight"] = (HEAD // 4096, 1024)
+    out = {}
+    for i, (key, shape) in enumerate(shapes.items()):
+        rows = len(torch.arange(shape[0]).chunk(2)[rank]) if len(torch.arange(shape[0]).chunk(2)) > rank else 0
+        gen = torch.Generator().manual_seed(i * 2 + rank)
+        local = torch.randn((rows, *shape[1:]), generator=gen)
+        stride = tuple(int(torch.tensor(shape[j + 1:]).prod()) for j in range(len(shape)))
+        out[key] = DTensor.from_local(local, mesh, [Shard(0)], shape=torch.Size(shape), stride=stride)
+    return out
+
+
 def _save_ranks(rank: int, port: int, folder: str, total: int, small: int) -> None:
     import torch.distributed as dist
     import torch.distributed.checkpoint as dcp
@@ -107,9 +130,9 @@ def _save_ranks(rank: int, port: int, folder: str, total: int, small: int) -> No
 
         gen = torch.Generator().manual_seed(1)
         sd = {f"t.{i}": torch.randn(small, generator=gen) for i in range(6250)}
+        state = {"model": {k: distribute_tensor(v, mesh, [Shard(0)]) for k, v in sd.items()}}
     else:
-        sd = model(total)
-    state = {"model": {k: distribute_tensor(v, mesh, [Shard(0)]) for k, v in sd.items()}}
+        state = {"model": local_model(total, mesh, rank)}
     dcp.save(state, checkpoint_id=folder)
     dist.barrier()
     dist.destroy_process_group()
@@ -174,14 +197,63 @@ def row(rows: list, what: str, ours: tuple[float, int], base: tuple[float, int] 
     rows.append((what, ours, base, base_name))
 
 
+def _load() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def growth(args: argparse.Namespace) -> None:
+    """Time and peak RSS of DCP -> shard set as the model grows, ``--jobs`` 1 and 2, the torch route beside."""
+    import subprocess
+
+    sizes = [parse_size(x) for x in args.sizes.split(",")]
+    folders = [BENCH_DIR / f"dcp2-{total >> 20}MiB" for total in sizes]
+    if args.build:
+        for total, folder in zip(sizes, folders):
+            two_rank_dcp(folder, total)
+        return
+    subprocess.run([sys.executable, __file__, "--build", "--sizes", args.sizes], check=True)
+    out = BENCH_DIR / "dcp-out"
+    py = sys.executable
+    lines = ["| model | torch route (s) | torch RSS (MiB) | --jobs 1 (s) | RSS (MiB) | ratio | "
+             "--jobs 2 (s) | RSS (MiB) | ratio | load before, after |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for total, folder in zip(sizes, folders):
+        before = _load()
+        shard = str(max(total // 4, HEAD + (1 << 20)))
+        fresh(out).mkdir()
+        base = timed([py, "-c", TORCH_SHARDS, str(folder), str(out), "4"], args.repeat)
+        ours = [timed(ckpttool_cmd("convert", str(folder), "-o", str(fresh(out)), "--max-shard-size", shard,
+                                   "--jobs", jobs, "--force"), args.repeat) for jobs in ("1", "2")]
+        fresh(out)
+        cells = [f"{round(total / (1 << 30), 2):g} GiB", f"{base[0]:.2f}", f"{base[1] / 1024:.0f}"]
+        for t, rss in ours:
+            cells += [f"{t:.2f}", f"{rss / 1024:.0f}", f"{t / base[0]:.2f}x"]
+        lines.append("| " + " | ".join(cells) + f" | {before}; {_load()} |")
+        print(lines[-1], flush=True)
+        if args.clean:
+            shutil.rmtree(folder, ignore_errors=True)
+    table = "\n".join(lines)
+    print("\n" + table)
+    if args.save:
+        args.save.write_text(f"`python bench/dcp_bench.py --sizes {args.sizes} --repeat {args.repeat}`, "
+                             f"{os.cpu_count()} CPUs, load average (1, 5, 15 min) in the last column:\n\n{table}\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", default="1GiB", help="the big model (the issue's trial used 2GiB)")
     parser.add_argument("--small", default="512MiB", help="a second size, to show how time and memory grow")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--sizes", help="growth curve only: DCP -> shard set at these sizes (e.g. 1GiB,2GiB,4GiB), "
+                                        "--jobs 1 and 2 against the torch route")
+    parser.add_argument("--save", type=Path, help="also write the table (and the load) to this markdown file")
+    parser.add_argument("--clean", action="store_true", help="remove the inputs of --sizes afterwards")
     parser.add_argument("--build", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    if args.sizes:
+        growth(args)
+        return
     sizes = [parse_size(args.small), parse_size(args.size)]
     if args.build:
         for total in sizes:

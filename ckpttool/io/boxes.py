@@ -128,34 +128,63 @@ class BoxSource:
             yield self._window(offset, stop)
             offset = stop
 
-    def _window(self, start: int, stop: int) -> bytes:
+    def readinto(self, offset: int, view: memoryview) -> None:
+        """Fill ``view`` with the global bytes from ``offset``: each box read once, into place when it can be."""
+        if offset < 0 or offset + len(view) > self.size:
+            raise TruncatedFile(f"a read of {len(view)} bytes at {offset} is past the end of a "
+                                f"{self.size}-byte tensor", path=self.path)
+        if len(view):
+            self._fill(self._runs(offset, offset + len(view)), view)
+
+    def _runs(self, start: int, stop: int) -> list[tuple[int, int, int]]:
+        """(box, offset in the box, length) for ``start..stop``, runs that continue each other merged."""
         runs: list[tuple[int, int, int]] = []
-        spans: dict[int, list[int]] = {}
         pos = start
         while pos < stop:
             k, at, n = self._run(pos)
             n = min(n, stop - pos)
-            runs.append((k, at, n))
+            if runs and runs[-1][0] == k and runs[-1][1] + runs[-1][2] == at:
+                runs[-1] = (k, runs[-1][1], runs[-1][2] + n)
+            else:
+                runs.append((k, at, n))
+            pos += n
+        return runs
+
+    def _fill(self, runs: list[tuple[int, int, int]], out: memoryview) -> None:
+        from ckpttool.io.buffers import read_into
+
+        if len(runs) == len({k for k, _, _ in runs}):  # row blocks: one read per box, straight into place
+            pos = 0
+            for k, at, n in runs:
+                src, base = self._open(k)
+                read_into(src, base + at, out[pos:pos + n])
+                pos += n
+            return
+        spans: dict[int, list[int]] = {}  # column blocks, tiles: one read per box, then scattered
+        for k, at, n in runs:
             span = spans.get(k)
             if span is None:
                 spans[k] = [at, at + n]
             else:
                 span[0], span[1] = min(span[0], at), max(span[1], at + n)
-            pos += n
-        if len(runs) == 1:
-            k, at, n = runs[0]
-            src, base = self._open(k)
-            return src.read(base + at, n)
         data: dict[int, memoryview] = {}
         for k, (lo, hi) in spans.items():
             src, base = self._open(k)
             data[k] = memoryview(src.read(base + lo, hi - lo))
-        out = bytearray(stop - start)
         pos = 0
         for k, at, n in runs:
             lo = spans[k][0]
             out[pos:pos + n] = data[k][at - lo:at - lo + n]
             pos += n
+
+    def _window(self, start: int, stop: int) -> bytes:
+        runs = self._runs(start, stop)
+        if len(runs) == 1:
+            k, at, n = runs[0]
+            src, base = self._open(k)
+            return src.read(base + at, n)
+        out = bytearray(stop - start)
+        self._fill(runs, memoryview(out))
         return bytes(out)
 
 

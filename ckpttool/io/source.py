@@ -64,6 +64,20 @@ class FileSource:
             length -= len(piece)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    def readinto(self, offset: int, view: memoryview) -> None:
+        """Fill ``view`` from ``offset`` (``preadv`` straight into the caller's memory, no new object)."""
+        length = len(view)
+        if offset < 0 or offset + length > self.size:
+            raise TruncatedFile(f"a read of {length} bytes at {offset} is past the end of the file",
+                                path=self.path)
+        fd = self._descriptor()
+        done = 0
+        while done < length:
+            n = os.preadv(fd, [view[done:done + (1 << 30)]], offset + done)
+            if not n:
+                raise TruncatedFile("the file shrank while it was being read", path=self.path)
+            done += n
+
     def chunks(self, offset: int, length: int, chunk: int = CHUNK_BYTES) -> Iterator[bytes]:
         return in_chunks(self.read, offset, length, chunk)
 

@@ -216,10 +216,13 @@ def test_interrupted_convert_leaves_no_file(tmp_path: Path, monkeypatch: pytest.
     src, _ = _model_file(tmp_path)
     from ckpttool.model import TensorRef
 
-    def boom(self: TensorRef, chunk: int = 0) -> None:
+    def boom(*_: object) -> None:
         raise KeyboardInterrupt
 
+    from ckpttool.io import buffers
+
     monkeypatch.setattr(TensorRef, "chunks", boom)
+    monkeypatch.setattr(buffers, "read_into", boom)  # wherever the tensor bytes are read
     with pytest.raises(KeyboardInterrupt):
         convert(src, tmp_path / "m.safetensors")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tied.pt"]

@@ -74,6 +74,9 @@ class DcpSource:
     def read(self, offset: int, length: int) -> bytes:
         return self.boxes().read(offset, length)
 
+    def readinto(self, offset: int, view: memoryview) -> None:
+        self.boxes().readinto(offset, view)
+
     def chunks(self, offset: int, length: int, chunk: int = CHUNK_BYTES) -> Iterator[bytes]:
         return self.boxes().chunks(offset, length, chunk)
 

@@ -39,6 +39,12 @@ class WindowSource:
                                 f"{self.size}-byte item", path=self.path)
         return self.file.read(self.base + offset, length)
 
+    def readinto(self, offset: int, view: memoryview) -> None:
+        if offset < 0 or offset + len(view) > self.size:
+            raise TruncatedFile(f"a read of {len(view)} bytes at {offset} is past the end of a "
+                                f"{self.size}-byte item", path=self.path)
+        self.file.readinto(self.base + offset, view)
+
     def chunks(self, offset: int, length: int, chunk: int = CHUNK_BYTES) -> Iterator[bytes]:
         return in_chunks(self.read, offset, length, chunk)
 
@@ -56,6 +62,12 @@ class BytesWindow:
             raise TruncatedFile(f"a read of {length} bytes at {offset} is past the end of a "
                                 f"{self.size}-byte item", path=self.path)
         return self.data[offset:offset + length]
+
+    def readinto(self, offset: int, view: memoryview) -> None:
+        if offset < 0 or offset + len(view) > self.size:
+            raise TruncatedFile(f"a read of {len(view)} bytes at {offset} is past the end of a "
+                                f"{self.size}-byte item", path=self.path)
+        view[:] = memoryview(self.data)[offset:offset + len(view)]
 
     def chunks(self, offset: int, length: int, chunk: int = CHUNK_BYTES) -> Iterator[bytes]:
         return in_chunks(self.read, offset, length, chunk)

@@ -51,6 +51,7 @@ class HashingSink:
             pending.result()
 
     def write(self, data: bytes | memoryview) -> None:
+        """Write ``data``; its hash may run on until the next ``write`` (or ``hexdigest``) returns."""
         view = memoryview(data).cast("B")
         self._wait()
         if len(view) < 1 << 16:

@@ -15,6 +15,7 @@ from typing import Any
 
 from ckpttool.dtypes import by_name
 from ckpttool.errors import OutputRefused
+from ckpttool.io.buffers import Ring, tensor_views
 from ckpttool.io.write.aliases import ALIASES_KEY, ORDER_KEY, VIEWS_KEY, alias_metadata, dedupe
 from ckpttool.io.write.tensor_input import TensorAdapter, is_torch_tensor
 from ckpttool.io.write.torch_zip import Written
@@ -95,9 +96,10 @@ def write_safetensors(tensors: Mapping[str, Any], sink: Sink, metadata: dict[str
     shapes: dict[str, tuple[str, tuple[int, ...]]] = {}
     if progress is not None:
         progress.start(pos)
+    ring = Ring(2)  # the sink may still hash one piece while the next is read
     for key, ref in refs.items():
-        for piece in counted(ref.chunks(), progress):
+        for piece in counted(tensor_views(ref, ring), progress):
             sink.write(piece)
         shapes[key] = (ref.dtype, ref.shape)
     return Written(tensors=len(refs), sources={k: r.chunks for k, r in refs.items()}, metadata=dict(metadata or {}),
-                   dtypes=shapes)
+                   dtypes=shapes, refs=dict(refs))

@@ -21,12 +21,17 @@ __all__ = ["MemorySource", "TensorAdapter", "is_torch_tensor"]
 class MemorySource:
     """A ``ByteSource`` over bytes already in memory (a torch storage, a cast buffer)."""
 
+    in_memory = True  # its chunks are views: nothing gains from reading them into other buffers
+
     def __init__(self, data: memoryview, path: Path | None = None) -> None:
         self.data = data.cast("B") if data.format != "B" or data.ndim != 1 else data
         self.path = path or Path("<memory>")
 
     def read(self, offset: int, length: int) -> bytes:
         return bytes(self.data[offset:offset + length])
+
+    def readinto(self, offset: int, view: memoryview) -> None:
+        view[:] = self.data[offset:offset + len(view)]  # a short slice raises ValueError: sizes differ
 
     def chunks(self, offset: int, length: int, chunk: int = CHUNK_BYTES) -> Iterator[bytes]:
         end = offset + length

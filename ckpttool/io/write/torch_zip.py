@@ -16,7 +16,7 @@ from typing import Any
 from ckpttool.io.write.pickle_writer import Expected, Transform, pickle_tree
 from ckpttool.io.write.tensor_input import TensorAdapter
 from ckpttool.io.write.zip_writer import ALIGNMENT, Sink, ZipStreamWriter
-from ckpttool.model import Storage
+from ckpttool.model import Storage, TensorRef
 from ckpttool.progress import ProgressSink, counted
 
 __all__ = ["write_torch", "Written", "storage_pieces"]
@@ -35,6 +35,7 @@ class Written:
     expected: list[Expected] = field(default_factory=list)
     metadata: dict[str, str] | None = None
     dtypes: dict[str, tuple[str, tuple[int, ...]]] = field(default_factory=dict)
+    refs: dict[str, TensorRef] = field(default_factory=dict)  # safetensors: the tensor each name was written from
 
 
 def storage_pieces(storage: Storage) -> Iterator[bytes | memoryview]:

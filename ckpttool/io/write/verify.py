@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ckpttool.errors import CkptError, VerificationFailed
+from ckpttool.io.buffers import Ring, same_tensor_bytes
 from ckpttool.io.write.aliases import ALIASES_KEY, VIEWS_KEY
 from ckpttool.io.write.pickle_writer import Expected, StubPart
 from ckpttool.io.write.torch_zip import Written
@@ -141,9 +142,15 @@ def _verify_safetensors(tree: Any, metadata: dict[str, str], written: Written,
     restored = set(tree) - set(written.sources)
     if set(stored) != set(written.sources) or not restored <= _recorded_names(metadata):
         raise VerificationFailed("the tensors read back are not the ones written")
+    ring = Ring(2)
     for key, meant in written.sources.items():
         got = tree[key]
-        if (got.dtype, got.shape) != written.dtypes[key] or not same_bytes(counted(got.chunks(), progress), meant()):
+        if (got.dtype, got.shape) != written.dtypes[key]:
+            raise VerificationFailed(f"tensor {key!r} read back differently")
+        source = written.refs.get(key)
+        same = (same_tensor_bytes(got, source, ring, progress) if isinstance(got, TensorRef) and source is not None
+                else same_bytes(counted(got.chunks(), progress), meant()))
+        if not same:
             raise VerificationFailed(f"tensor {key!r} read back differently")
     if metadata != (written.metadata or {}):
         raise VerificationFailed("the metadata read back is not the metadata written")

@@ -27,7 +27,8 @@ class Sink(Protocol):
 
     position: int
 
-    def write(self, data: bytes | memoryview) -> None: ...
+    def write(self, data: bytes | memoryview) -> None:
+        """Write ``data``; its buffer may still be read until the next ``write`` returns, not later."""
 
     def begin_crc(self) -> None: ...
 
