@@ -238,4 +238,6 @@ def read_metadata(folder: Path) -> DcpMetadata:
         load = PickleLoad(".metadata", None, len(data), seen, {k: classify(*k) for k in seen})
         return _build(folder, meta_path, fast[:3], load)
     load = run_pickle(data, ".metadata", None)
-    return _build(folder, meta_path, _plain_from_stubs(load.value, meta_path), load)
+    plain = _plain_from_stubs(load.value, meta_path)
+    load.value = None  # the stubs' tree is several times the file: keep only what was taken from it
+    return _build(folder, meta_path, plain, load)

@@ -24,12 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ckpttool.errors import CorruptPickle, ExpansionLimit, NestingLimit, TruncatedFile
+from ckpttool.io.pickle.gc_pause import paused_gc
 from ckpttool.io.pickle.globals_policy import GlobalKind, classify
 from ckpttool.io.pickle.method_ref import GETATTR, is_method_reference, is_method_stub
 from ckpttool.io.pickle.opcodes import HANDLERS, PUSHED_CONSTANTS, Opcodes
 from ckpttool.io.pickle.rebuild import call_global
 from ckpttool.io.pickle.rebuilt import LOSSY_CALLS, rebuilt
-from ckpttool.model import GlobalRef, Stub
+from ckpttool.model import GlobalRef, PickledDict, Stub
 
 __all__ = ["PickleResult", "SafeUnpickler", "MAX_TUPLE_DEPTH"]
 
@@ -64,6 +65,7 @@ class SafeUnpickler(Opcodes):
     def __init__(self, data: bytes | memoryview, persistent_load: PersistentLoad | None = None,
                  start: int = 0) -> None:
         self.data = memoryview(data)
+        self._raw = data if type(data) is bytes else self.data  # indexing bytes is quicker
         self._find = data.find if isinstance(data, bytes | bytearray) else None
         self.pos = start
         self.persistent_load = persistent_load
@@ -133,16 +135,19 @@ class SafeUnpickler(Opcodes):
 
     def _tuple(self, items: list[Any]) -> tuple[Any, ...]:
         depth, size = 1, len(items)
+        shapes = self._tuple_shape
         for item in items:
             if type(item) is tuple:
-                d, n = self._tuple_shape.get(id(item), (1, len(item)))
-                depth = max(depth, d + 1)
+                shape = shapes.get(id(item))
+                d, n = (1, len(item)) if shape is None else shape
+                if d >= depth:
+                    depth = d + 1
                 size += n
         if depth > MAX_TUPLE_DEPTH:
             raise NestingLimit(f"tuples nested deeper than {MAX_TUPLE_DEPTH} levels")
         value = tuple(items)
         if depth > 1:
-            self._tuple_shape[id(value)] = (depth, size)
+            shapes[id(value)] = (depth, size)
             self._keepalive.append(value)
         return value
 
@@ -230,54 +235,162 @@ class SafeUnpickler(Opcodes):
     # ----- main loop ------------------------------------------------------------
     def load(self) -> PickleResult:
         """Run the VM to STOP and return the value with what was learned on the way."""
+        with paused_gc():
+            return self._run()
+
+    def _run(self) -> PickleResult:
+        """The opcode loop.
+
+        The opcodes that make up most of a checkpoint's pickle (memo traffic, small ints and
+        strings, marks, empty containers, small tuples) run inline on local variables. Each is
+        taken only when its whole argument lies before the data end and any FRAME end and its
+        preconditions hold; otherwise the opcode's handler runs, with the same effect or the
+        precise error. Calls, globals, BUILD and every container fill go through the handlers.
+        """
         table = [None if h is None else h.__get__(self) for h in HANDLERS]
-        data = self.data
+        data = self._raw
         size = len(data)
         memo = self.memo
+        metastack = self.metastack
         unpack_from = struct.unpack_from
+        new_dict = PickledDict
+        make_tuple = self._tuple
+        call = self._call
+        pos = self.pos
+        stack = self.stack
+        limit = size if self.frame_end is None else self.frame_end
+        budget = self._budget
         while True:
-            pos = self.pos
-            frame_end = self.frame_end
-            if frame_end is not None and pos >= frame_end:
-                self.frame_end = frame_end = None
-            if pos >= size:
-                raise TruncatedFile("pickle data ends before its STOP opcode")
+            if pos >= limit:  # a FRAME ended, or the data did
+                if self.frame_end is not None and pos >= self.frame_end:
+                    self.frame_end = None
+                limit = size if self.frame_end is None else self.frame_end
+                if pos >= size:
+                    self.pos = pos
+                    raise TruncatedFile("pickle data ends before its STOP opcode")
             op = data[pos]
-            # Fast paths for the opcodes that make up most of a state_dict pickle. Each is taken only
-            # when its whole argument lies before the data end and any FRAME end; otherwise the
-            # generic handler below runs and reports the precise error.
-            limit = size if frame_end is None else frame_end
-            if op == 0x72 and pos + 5 <= limit and self.stack:  # LONG_BINPUT
-                memo[unpack_from("<I", data, pos + 1)[0]] = self.stack[-1]
-                self.pos = pos + 5
+            if op == 0x94:  # MEMOIZE
+                if stack:
+                    memo[len(memo)] = stack[-1]
+                    pos += 1
+                    continue
+            elif op == 0x6A:  # LONG_BINGET
+                if pos + 5 <= limit:
+                    index = unpack_from("<I", data, pos + 1)[0]
+                    if index in memo:
+                        stack.append(memo[index])
+                        pos += 5
+                        continue
+            elif op == 0x68:  # BINGET
+                if pos + 2 <= limit and data[pos + 1] in memo:
+                    stack.append(memo[data[pos + 1]])
+                    pos += 2
+                    continue
+            elif op == 0x8C:  # SHORT_BINUNICODE
+                end = pos + 2 + (data[pos + 1] if pos + 1 < limit else 0x100)
+                if end <= limit and budget > 0:
+                    try:
+                        stack.append(str(data[pos + 2:end], "utf-8", "surrogatepass"))
+                    except UnicodeDecodeError:
+                        pass  # the handler reports it
+                    else:
+                        budget -= 1
+                        pos = end
+                        continue
+            elif op == 0x4B:  # BININT1
+                if pos + 2 <= limit:
+                    stack.append(data[pos + 1])
+                    pos += 2
+                    continue
+            elif op == 0x4D:  # BININT2
+                if pos + 3 <= limit:
+                    stack.append(unpack_from("<H", data, pos + 1)[0])
+                    pos += 3
+                    continue
+            elif op == 0x4A:  # BININT
+                if pos + 5 <= limit and budget > 0:
+                    stack.append(unpack_from("<i", data, pos + 1)[0])
+                    budget -= 1
+                    pos += 5
+                    continue
+            elif op == 0x28:  # MARK
+                metastack.append(stack)
+                stack = self.stack = []
+                pos += 1
                 continue
-            if op == 0x68 and pos + 2 <= limit and data[pos + 1] in memo:  # BINGET
-                self.stack.append(memo[data[pos + 1]])
-                self.pos = pos + 2
+            elif op == 0x89 or op == 0x88 or op == 0x29 or op == 0x4E:  # NEWFALSE NEWTRUE EMPTY_TUPLE NONE
+                stack.append(PUSHED_CONSTANTS[op])
+                pos += 1
                 continue
-            if op == 0x4B and pos + 2 <= limit:  # BININT1
-                self.stack.append(data[pos + 1])
-                self.pos = pos + 2
-                continue
-            if op == 0x4D and pos + 3 <= limit:  # BININT2
-                self.stack.append(unpack_from("<H", data, pos + 1)[0])
-                self.pos = pos + 3
-                continue
-            if op == 0x28:  # MARK
-                self.metastack.append(self.stack)
-                self.stack = []
-                self.pos = pos + 1
-                continue
-            if op == 0x89 or op == 0x88 or op == 0x29 or op == 0x4E:  # NEWFALSE NEWTRUE EMPTY_TUPLE NONE
-                self.stack.append(PUSHED_CONSTANTS[op])
-                self.pos = pos + 1
-                continue
-            self.pos = pos + 1
+            elif op == 0x7D:  # EMPTY_DICT
+                if budget > 0:
+                    stack.append(new_dict())
+                    budget -= 1
+                    pos += 1
+                    continue
+            elif op == 0x85:  # TUPLE1
+                if stack:
+                    last = stack[-1]
+                    stack[-1] = (last,) if type(last) is not tuple else make_tuple([last])
+                    pos += 1
+                    continue
+            elif op == 0x86:  # TUPLE2
+                if len(stack) >= 2:
+                    last = stack.pop()
+                    first = stack[-1]
+                    stack[-1] = (first, last) if type(first) is not tuple and type(last) is not tuple \
+                        else make_tuple([first, last])
+                    pos += 1
+                    continue
+            elif op == 0x52 or op == 0x81:  # REDUCE NEWOBJ: the call goes through the policy as ever
+                if len(stack) >= 2:
+                    self.pos = pos + 1
+                    self._budget = budget
+                    args = stack.pop()
+                    stack[-1] = call(stack[-1], args, None, b"R" if op == 0x52 else b"\x81")
+                    budget = self._budget
+                    pos += 1
+                    continue
+            elif op == 0x62:  # BUILD on a stub that has no state yet
+                if len(stack) >= 2 and type(stack[-2]) is Stub and stack[-2].state is None:
+                    state = stack.pop()
+                    stack[-1].state = state
+                    pos += 1
+                    continue
+            elif op == 0x75:  # SETITEMS into a dict, keys that are not tuples
+                if metastack and metastack[-1] and type(metastack[-1][-1]) is PickledDict and not len(stack) % 2:
+                    keys = stack[0::2]
+                    if tuple not in map(type, keys) and self._hash_budget >= len(keys):
+                        self._hash_budget -= len(keys)
+                        try:
+                            metastack[-1][-1].update(zip(keys, stack[1::2]))
+                        except TypeError:
+                            self.pos = pos + 1
+                            raise CorruptPickle(f"unhashable dict key of type {_unhashable(keys)}") from None
+                        stack = self.stack = metastack.pop()
+                        pos += 1
+                        continue
+            elif op == 0x72:  # LONG_BINPUT
+                if pos + 5 <= limit and stack:
+                    memo[unpack_from("<I", data, pos + 1)[0]] = stack[-1]
+                    pos += 5
+                    continue
+            elif op == 0x71:  # BINPUT
+                if pos + 2 <= limit and stack:
+                    memo[data[pos + 1]] = stack[-1]
+                    pos += 2
+                    continue
+            # everything else, and every fast path whose preconditions failed: the handler
             handler = table[op]
             if handler is None:
+                self.pos = pos
                 raise CorruptPickle(f"unknown pickle opcode 0x{op:02x} at byte {pos}")
+            self.pos = pos + 1
+            self._budget = budget
             if handler():
                 break
+            pos, stack, budget = self.pos, self.stack, self._budget
+            limit = size if self.frame_end is None else self.frame_end
         self.result.value = self._pop()
         self.result.end = self.pos
         self._settle_method_refs()
@@ -315,6 +428,16 @@ class SafeUnpickler(Opcodes):
         if self.persistent_load is None:
             raise CorruptPickle("persistent id in a pickle that cannot have one")
         return self.persistent_load(pid)
+
+
+def _unhashable(keys: list[Any]) -> str:
+    """The type name of the first key that cannot be hashed (for the error SETITEM reports)."""
+    for key in keys:
+        try:
+            hash(key)
+        except TypeError:
+            return type(key).__name__
+    return "unknown"
 
 
 def _holds_bare_getattr(root: Any, budget: int = 5_000_000) -> bool:
