@@ -233,19 +233,50 @@ class SafeUnpickler(Opcodes):
             self.result.kinds[key] = "stub"
 
     # ----- main loop ------------------------------------------------------------
+    # Run the common opcodes inline (``_run``); False sends every opcode through its handler
+    # (``_run_stepwise``), the plain statement of the semantics the inline paths must match.
+    inline = True
+
     def load(self) -> PickleResult:
         """Run the VM to STOP and return the value with what was learned on the way."""
         with paused_gc():
-            return self._run()
+            if not self.inline:
+                self._run_stepwise()
+            else:
+                self._run()
+        self.result.value = self._pop()
+        self.result.end = self.pos
+        self._settle_method_refs()
+        return self.result
 
-    def _run(self) -> PickleResult:
-        """The opcode loop.
+    def _run_stepwise(self) -> None:
+        """One handler call per opcode, each reading and writing the machine's attributes."""
+        table = [None if h is None else h.__get__(self) for h in HANDLERS]
+        size = len(self.data)
+        while True:
+            pos = self.pos
+            if self.frame_end is not None and pos >= self.frame_end:
+                self.frame_end = None
+            if pos >= size:
+                raise TruncatedFile("pickle data ends before its STOP opcode")
+            op = self.data[pos]
+            handler = table[op]
+            self.pos = pos + 1
+            if handler is None:
+                raise CorruptPickle(f"unknown pickle opcode 0x{op:02x} at byte {pos}")
+            if handler():
+                return
+
+    def _run(self) -> None:
+        """The opcode loop, common opcodes inline.
 
         The opcodes that make up most of a checkpoint's pickle (memo traffic, small ints and
-        strings, marks, empty containers, small tuples) run inline on local variables. Each is
-        taken only when its whole argument lies before the data end and any FRAME end and its
-        preconditions hold; otherwise the opcode's handler runs, with the same effect or the
-        precise error. Calls, globals, BUILD and every container fill go through the handlers.
+        strings, marks, empty dicts, small tuples, calls, BUILD on a new stub, SETITEMS into a
+        dict) run inline on local variables, the most frequent tested first. Each is taken only
+        when its whole argument lies before the data end and any FRAME end and its preconditions
+        hold; otherwise the opcode's handler runs, with the same effect or the precise error.
+        REDUCE and NEWOBJ still go through ``_call`` (the globals policy) and every budget is
+        charged as the handlers charge it. Globals, persistent ids and the rest: the handlers.
         """
         table = [None if h is None else h.__get__(self) for h in HANDLERS]
         data = self._raw
@@ -274,6 +305,16 @@ class SafeUnpickler(Opcodes):
                     memo[len(memo)] = stack[-1]
                     pos += 1
                     continue
+            elif op == 0x71:  # BINPUT
+                if pos + 2 <= limit and stack:
+                    memo[data[pos + 1]] = stack[-1]
+                    pos += 2
+                    continue
+            elif op == 0x68:  # BINGET
+                if pos + 2 <= limit and data[pos + 1] in memo:
+                    stack.append(memo[data[pos + 1]])
+                    pos += 2
+                    continue
             elif op == 0x6A:  # LONG_BINGET
                 if pos + 5 <= limit:
                     index = unpack_from("<I", data, pos + 1)[0]
@@ -281,11 +322,6 @@ class SafeUnpickler(Opcodes):
                         stack.append(memo[index])
                         pos += 5
                         continue
-            elif op == 0x68:  # BINGET
-                if pos + 2 <= limit and data[pos + 1] in memo:
-                    stack.append(memo[data[pos + 1]])
-                    pos += 2
-                    continue
             elif op == 0x8C:  # SHORT_BINUNICODE
                 end = pos + 2 + (data[pos + 1] if pos + 1 < limit else 0x100)
                 if end <= limit and budget > 0:
@@ -297,21 +333,21 @@ class SafeUnpickler(Opcodes):
                         budget -= 1
                         pos = end
                         continue
+            elif op == 0x58:  # BINUNICODE
+                end = pos + 5 + (unpack_from("<I", data, pos + 1)[0] if pos + 5 <= limit else limit)
+                if end <= limit and budget > 0:
+                    try:
+                        stack.append(str(data[pos + 5:end], "utf-8", "surrogatepass"))
+                    except UnicodeDecodeError:
+                        pass  # the handler reports it
+                    else:
+                        budget -= 1
+                        pos = end
+                        continue
             elif op == 0x4B:  # BININT1
                 if pos + 2 <= limit:
                     stack.append(data[pos + 1])
                     pos += 2
-                    continue
-            elif op == 0x4D:  # BININT2
-                if pos + 3 <= limit:
-                    stack.append(unpack_from("<H", data, pos + 1)[0])
-                    pos += 3
-                    continue
-            elif op == 0x4A:  # BININT
-                if pos + 5 <= limit and budget > 0:
-                    stack.append(unpack_from("<i", data, pos + 1)[0])
-                    budget -= 1
-                    pos += 5
                     continue
             elif op == 0x28:  # MARK
                 metastack.append(stack)
@@ -322,24 +358,34 @@ class SafeUnpickler(Opcodes):
                 stack.append(PUSHED_CONSTANTS[op])
                 pos += 1
                 continue
-            elif op == 0x7D:  # EMPTY_DICT
-                if budget > 0:
-                    stack.append(new_dict())
+            elif op == 0x86:  # TUPLE2
+                if len(stack) >= 2:
+                    last = stack.pop()
+                    first = stack[-1]
+                    if type(first) is not tuple and type(last) is not tuple:
+                        stack[-1] = (first, last)
+                    else:
+                        self.pos = pos + 1  # where an error is reported from
+                        stack[-1] = make_tuple([first, last])
+                    pos += 1
+                    continue
+            elif op == 0x74:  # TUPLE
+                if metastack and budget > 0:
+                    self.pos = pos + 1
+                    value = make_tuple(stack)
+                    stack = self.stack = metastack.pop()
+                    stack.append(value)
                     budget -= 1
                     pos += 1
                     continue
             elif op == 0x85:  # TUPLE1
                 if stack:
                     last = stack[-1]
-                    stack[-1] = (last,) if type(last) is not tuple else make_tuple([last])
-                    pos += 1
-                    continue
-            elif op == 0x86:  # TUPLE2
-                if len(stack) >= 2:
-                    last = stack.pop()
-                    first = stack[-1]
-                    stack[-1] = (first, last) if type(first) is not tuple and type(last) is not tuple \
-                        else make_tuple([first, last])
+                    if type(last) is not tuple:
+                        stack[-1] = (last,)
+                    else:
+                        self.pos = pos + 1
+                        stack[-1] = make_tuple([last])
                     pos += 1
                     continue
             elif op == 0x52 or op == 0x81:  # REDUCE NEWOBJ: the call goes through the policy as ever
@@ -370,31 +416,39 @@ class SafeUnpickler(Opcodes):
                         stack = self.stack = metastack.pop()
                         pos += 1
                         continue
+            elif op == 0x7D:  # EMPTY_DICT
+                if budget > 0:
+                    stack.append(new_dict())
+                    budget -= 1
+                    pos += 1
+                    continue
+            elif op == 0x4D:  # BININT2
+                if pos + 3 <= limit:
+                    stack.append(unpack_from("<H", data, pos + 1)[0])
+                    pos += 3
+                    continue
+            elif op == 0x4A:  # BININT
+                if pos + 5 <= limit and budget > 0:
+                    stack.append(unpack_from("<i", data, pos + 1)[0])
+                    budget -= 1
+                    pos += 5
+                    continue
             elif op == 0x72:  # LONG_BINPUT
                 if pos + 5 <= limit and stack:
                     memo[unpack_from("<I", data, pos + 1)[0]] = stack[-1]
                     pos += 5
                     continue
-            elif op == 0x71:  # BINPUT
-                if pos + 2 <= limit and stack:
-                    memo[data[pos + 1]] = stack[-1]
-                    pos += 2
-                    continue
             # everything else, and every fast path whose preconditions failed: the handler
             handler = table[op]
             if handler is None:
-                self.pos = pos
+                self.pos = pos + 1
                 raise CorruptPickle(f"unknown pickle opcode 0x{op:02x} at byte {pos}")
             self.pos = pos + 1
             self._budget = budget
             if handler():
-                break
+                return
             pos, stack, budget = self.pos, self.stack, self._budget
             limit = size if self.frame_end is None else self.frame_end
-        self.result.value = self._pop()
-        self.result.end = self.pos
-        self._settle_method_refs()
-        return self.result
 
     def _push(self, value: Any) -> None:
         self._budget -= 1
