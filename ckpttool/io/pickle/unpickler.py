@@ -26,6 +26,7 @@ from typing import Any
 from ckpttool.errors import CorruptPickle, ExpansionLimit, NestingLimit, TruncatedFile
 from ckpttool.io.pickle.gc_pause import paused_gc
 from ckpttool.io.pickle.globals_policy import GlobalKind, classify
+from ckpttool.io.pickle.memo import Memo
 from ckpttool.io.pickle.method_ref import GETATTR, is_method_reference, is_method_stub
 from ckpttool.io.pickle.opcodes import HANDLERS, PUSHED_CONSTANTS, Opcodes
 from ckpttool.io.pickle.rebuild import call_global
@@ -71,7 +72,7 @@ class SafeUnpickler(Opcodes):
         self.persistent_load = persistent_load
         self.stack: list[Any] = []
         self.metastack: list[list[Any]] = []
-        self.memo: dict[int, Any] = {}
+        self.memo = Memo()
         self.frame_end: int | None = None
         self.proto = 0
         self.result = PickleResult(None, start)
@@ -282,6 +283,8 @@ class SafeUnpickler(Opcodes):
         data = self._raw
         size = len(data)
         memo = self.memo
+        slots = memo.slots  # the memo's list: used directly while the memo is dense
+        dense = memo.dense
         metastack = self.metastack
         unpack_from = struct.unpack_from
         new_dict = PickledDict
@@ -301,25 +304,28 @@ class SafeUnpickler(Opcodes):
                     raise TruncatedFile("pickle data ends before its STOP opcode")
             op = data[pos]
             if op == 0x94:  # MEMOIZE
-                if stack:
-                    memo[len(memo)] = stack[-1]
+                if dense and stack:
+                    slots.append(stack[-1])
                     pos += 1
                     continue
             elif op == 0x71:  # BINPUT
-                if pos + 2 <= limit and stack:
-                    memo[data[pos + 1]] = stack[-1]
+                if dense and pos + 2 <= limit and stack and data[pos + 1] <= len(slots):
+                    if data[pos + 1] < len(slots):
+                        slots[data[pos + 1]] = stack[-1]
+                    else:
+                        slots.append(stack[-1])
                     pos += 2
                     continue
             elif op == 0x68:  # BINGET
-                if pos + 2 <= limit and data[pos + 1] in memo:
-                    stack.append(memo[data[pos + 1]])
+                if dense and pos + 2 <= limit and data[pos + 1] < len(slots):
+                    stack.append(slots[data[pos + 1]])
                     pos += 2
                     continue
             elif op == 0x6A:  # LONG_BINGET
-                if pos + 5 <= limit:
+                if dense and pos + 5 <= limit:
                     index = unpack_from("<I", data, pos + 1)[0]
-                    if index in memo:
-                        stack.append(memo[index])
+                    if index < len(slots):
+                        stack.append(slots[index])
                         pos += 5
                         continue
             elif op == 0x8C:  # SHORT_BINUNICODE
@@ -434,10 +440,16 @@ class SafeUnpickler(Opcodes):
                     pos += 5
                     continue
             elif op == 0x72:  # LONG_BINPUT
-                if pos + 5 <= limit and stack:
-                    memo[unpack_from("<I", data, pos + 1)[0]] = stack[-1]
-                    pos += 5
-                    continue
+                if dense and pos + 5 <= limit and stack:
+                    index = unpack_from("<I", data, pos + 1)[0]
+                    if index < len(slots):
+                        slots[index] = stack[-1]
+                        pos += 5
+                        continue
+                    if index == len(slots):
+                        slots.append(stack[-1])
+                        pos += 5
+                        continue
             # everything else, and every fast path whose preconditions failed: the handler
             handler = table[op]
             if handler is None:
@@ -447,7 +459,7 @@ class SafeUnpickler(Opcodes):
             self._budget = budget
             if handler():
                 return
-            pos, stack, budget = self.pos, self.stack, self._budget
+            pos, stack, budget, dense = self.pos, self.stack, self._budget, memo.dense
             limit = size if self.frame_end is None else self.frame_end
 
     def _push(self, value: Any) -> None:
@@ -468,11 +480,11 @@ class SafeUnpickler(Opcodes):
             raise CorruptPickle("negative memo index")
         if not self.stack:
             raise CorruptPickle(f"stack underflow at byte {self.pos}")
-        self.memo[index] = self.stack[-1]  # at most one entry per opcode: bounded by the data size
+        self.memo.put(index, self.stack[-1])  # at most one entry per opcode: bounded by the data size
 
     def _get(self, index: int) -> None:
         try:
-            self.stack.append(self.memo[index])
+            self.stack.append(self.memo.get(index))
         except KeyError:
             raise CorruptPickle(f"memo key {index} not found at byte {self.pos}") from None
 
