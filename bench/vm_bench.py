@@ -112,7 +112,8 @@ def main() -> None:
     args = parser.parse_args()
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     py = sys.executable
-    train, module, meta = BENCH_DIR / "vm-train-5k.pt", BENCH_DIR / "vm-module-3k.pt", BENCH_DIR / "dcp-100k-entries"
+    bench = BENCH_DIR.resolve()
+    train, module, meta = bench / "vm-train-5k.pt", bench / "vm-module-3k.pt", bench / "dcp-100k-entries"
     if args.build:
         training_checkpoint(train)
         pickled_module(module)
@@ -120,6 +121,7 @@ def main() -> None:
         return
     # built in a child: a process that imported torch hands its peak RSS on to every child it forks
     subprocess.run([py, __file__, "--build"], check=True)
+    os.chdir(bench)  # ``python -c`` puts the working directory first on sys.path: not the repository
     files = [("training .pt (20k tensors + Adam)", train,
               [py, "-c", TORCH_LOAD, "", "safe"], "torch.load(weights_only=True, mmap=True)"),
              ("pickled nn.Module (3k submodules)", module,
