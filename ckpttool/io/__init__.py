@@ -17,6 +17,7 @@ from ckpttool.errors import CkptError, ResourceLimit, UnreadableCheckpoint, Unsu
 from ckpttool.io.formats.safetensors import read_safetensors
 from ckpttool.io.formats.sniff import extension_format, sniff
 from ckpttool.io.pickle.findings import pickle_findings
+from ckpttool.io.pickle.gc_pause import paused_gc
 from ckpttool.io.pickle.run import PickleLoad, run_pickle
 from ckpttool.io.source import FileSource
 from ckpttool.model import Checkpoint, Finding
@@ -146,8 +147,9 @@ def open_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """
     path = Path(path)
     try:
-        read = read_tree(path)
-        ckpt = _checkpoint(read)
+        with paused_gc():  # everything read stays alive: collections would only walk it again and again
+            read = read_tree(path)
+            ckpt = _checkpoint(read)
     except CkptError as exc:
         if exc.path is None:
             exc.path = path

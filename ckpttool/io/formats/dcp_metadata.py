@@ -146,11 +146,14 @@ def _plain_from_stubs(md: Any, where: Path) -> tuple[Any, dict[str, Any], list[A
                                    path=where)
     planner = attrs.get("planner_data") if isinstance(attrs.get("planner_data"), dict) else {}
     storage: dict[tuple[Any, Any], tuple[Any, ...]] = {}
+    shared: dict[Any, Any] = {}  # one copy of each file name and chunk size: they repeat across chunks
     for key, info in sd.items():
         k, v = _attrs(key), _attrs(info)
         offset = k.get("offset")
+        rel = v.get("relative_path")
         storage[(k.get("fqn"), None if offset is None else _ints(offset))] = (
-            v.get("relative_path"), v.get("offset"), v.get("length"), v.get("transform_descriptors"))
+            shared.setdefault(rel, rel) if isinstance(rel, str) else rel, v.get("offset"), v.get("length"),
+            v.get("transform_descriptors"))
     entries: list[Any] = []
     for fqn, item in sdm.items():
         if not isinstance(item, Stub):
@@ -166,7 +169,8 @@ def _plain_from_stubs(md: Any, where: Path) -> tuple[Any, dict[str, Any], list[A
             rows = []
             for c in chunks:
                 offsets = _ints(_attrs(c).get("offsets"))
-                rows.append((offsets, _ints(_attrs(c).get("sizes")), storage.get((fqn, offsets))))
+                sizes = _ints(_attrs(c).get("sizes"))
+                rows.append((offsets, shared.setdefault(sizes, sizes), storage.get((fqn, offsets))))
         entries.append((fqn, name, _dtype(a.get("properties")), _ints(a.get("size")), rows))
     return attrs.get("version"), planner, entries
 
@@ -238,4 +242,6 @@ def read_metadata(folder: Path) -> DcpMetadata:
         load = PickleLoad(".metadata", None, len(data), seen, {k: classify(*k) for k in seen})
         return _build(folder, meta_path, fast[:3], load)
     load = run_pickle(data, ".metadata", None)
-    return _build(folder, meta_path, _plain_from_stubs(load.value, meta_path), load)
+    plain = _plain_from_stubs(load.value, meta_path)
+    load.value = None  # the stubs' tree is several times the file: keep only what was taken from it
+    return _build(folder, meta_path, plain, load)

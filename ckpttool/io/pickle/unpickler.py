@@ -24,12 +24,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ckpttool.errors import CorruptPickle, ExpansionLimit, NestingLimit, TruncatedFile
+from ckpttool.io.pickle.gc_pause import paused_gc
 from ckpttool.io.pickle.globals_policy import GlobalKind, classify
+from ckpttool.io.pickle.memo import Memo
 from ckpttool.io.pickle.method_ref import GETATTR, is_method_reference, is_method_stub
 from ckpttool.io.pickle.opcodes import HANDLERS, PUSHED_CONSTANTS, Opcodes
 from ckpttool.io.pickle.rebuild import call_global
 from ckpttool.io.pickle.rebuilt import LOSSY_CALLS, rebuilt
-from ckpttool.model import GlobalRef, Stub
+from ckpttool.model import GlobalRef, PickledDict, Stub
 
 __all__ = ["PickleResult", "SafeUnpickler", "MAX_TUPLE_DEPTH"]
 
@@ -64,12 +66,13 @@ class SafeUnpickler(Opcodes):
     def __init__(self, data: bytes | memoryview, persistent_load: PersistentLoad | None = None,
                  start: int = 0) -> None:
         self.data = memoryview(data)
+        self._raw = data if type(data) is bytes else self.data  # indexing bytes is quicker
         self._find = data.find if isinstance(data, bytes | bytearray) else None
         self.pos = start
         self.persistent_load = persistent_load
         self.stack: list[Any] = []
         self.metastack: list[list[Any]] = []
-        self.memo: dict[int, Any] = {}
+        self.memo = Memo()
         self.frame_end: int | None = None
         self.proto = 0
         self.result = PickleResult(None, start)
@@ -133,16 +136,19 @@ class SafeUnpickler(Opcodes):
 
     def _tuple(self, items: list[Any]) -> tuple[Any, ...]:
         depth, size = 1, len(items)
+        shapes = self._tuple_shape
         for item in items:
             if type(item) is tuple:
-                d, n = self._tuple_shape.get(id(item), (1, len(item)))
-                depth = max(depth, d + 1)
+                shape = shapes.get(id(item))
+                d, n = (1, len(item)) if shape is None else shape
+                if d >= depth:
+                    depth = d + 1
                 size += n
         if depth > MAX_TUPLE_DEPTH:
             raise NestingLimit(f"tuples nested deeper than {MAX_TUPLE_DEPTH} levels")
         value = tuple(items)
         if depth > 1:
-            self._tuple_shape[id(value)] = (depth, size)
+            shapes[id(value)] = (depth, size)
             self._keepalive.append(value)
         return value
 
@@ -228,60 +234,233 @@ class SafeUnpickler(Opcodes):
             self.result.kinds[key] = "stub"
 
     # ----- main loop ------------------------------------------------------------
+    # Run the common opcodes inline (``_run``); False sends every opcode through its handler
+    # (``_run_stepwise``), the plain statement of the semantics the inline paths must match.
+    inline = True
+
     def load(self) -> PickleResult:
         """Run the VM to STOP and return the value with what was learned on the way."""
-        table = [None if h is None else h.__get__(self) for h in HANDLERS]
-        data = self.data
-        size = len(data)
-        memo = self.memo
-        unpack_from = struct.unpack_from
-        while True:
-            pos = self.pos
-            frame_end = self.frame_end
-            if frame_end is not None and pos >= frame_end:
-                self.frame_end = frame_end = None
-            if pos >= size:
-                raise TruncatedFile("pickle data ends before its STOP opcode")
-            op = data[pos]
-            # Fast paths for the opcodes that make up most of a state_dict pickle. Each is taken only
-            # when its whole argument lies before the data end and any FRAME end; otherwise the
-            # generic handler below runs and reports the precise error.
-            limit = size if frame_end is None else frame_end
-            if op == 0x72 and pos + 5 <= limit and self.stack:  # LONG_BINPUT
-                memo[unpack_from("<I", data, pos + 1)[0]] = self.stack[-1]
-                self.pos = pos + 5
-                continue
-            if op == 0x68 and pos + 2 <= limit and data[pos + 1] in memo:  # BINGET
-                self.stack.append(memo[data[pos + 1]])
-                self.pos = pos + 2
-                continue
-            if op == 0x4B and pos + 2 <= limit:  # BININT1
-                self.stack.append(data[pos + 1])
-                self.pos = pos + 2
-                continue
-            if op == 0x4D and pos + 3 <= limit:  # BININT2
-                self.stack.append(unpack_from("<H", data, pos + 1)[0])
-                self.pos = pos + 3
-                continue
-            if op == 0x28:  # MARK
-                self.metastack.append(self.stack)
-                self.stack = []
-                self.pos = pos + 1
-                continue
-            if op == 0x89 or op == 0x88 or op == 0x29 or op == 0x4E:  # NEWFALSE NEWTRUE EMPTY_TUPLE NONE
-                self.stack.append(PUSHED_CONSTANTS[op])
-                self.pos = pos + 1
-                continue
-            self.pos = pos + 1
-            handler = table[op]
-            if handler is None:
-                raise CorruptPickle(f"unknown pickle opcode 0x{op:02x} at byte {pos}")
-            if handler():
-                break
+        with paused_gc():
+            if not self.inline:
+                self._run_stepwise()
+            else:
+                self._run()
         self.result.value = self._pop()
         self.result.end = self.pos
         self._settle_method_refs()
         return self.result
+
+    def _run_stepwise(self) -> None:
+        """One handler call per opcode, each reading and writing the machine's attributes."""
+        table = [None if h is None else h.__get__(self) for h in HANDLERS]
+        size = len(self.data)
+        while True:
+            pos = self.pos
+            if self.frame_end is not None and pos >= self.frame_end:
+                self.frame_end = None
+            if pos >= size:
+                raise TruncatedFile("pickle data ends before its STOP opcode")
+            op = self.data[pos]
+            handler = table[op]
+            self.pos = pos + 1
+            if handler is None:
+                raise CorruptPickle(f"unknown pickle opcode 0x{op:02x} at byte {pos}")
+            if handler():
+                return
+
+    def _run(self) -> None:
+        """The opcode loop, common opcodes inline.
+
+        The opcodes that make up most of a checkpoint's pickle (memo traffic, small ints and
+        strings, marks, empty dicts, small tuples, calls, BUILD on a new stub, SETITEMS into a
+        dict) run inline on local variables, the most frequent tested first. Each is taken only
+        when its whole argument lies before the data end and any FRAME end and its preconditions
+        hold; otherwise the opcode's handler runs, with the same effect or the precise error.
+        REDUCE and NEWOBJ still go through ``_call`` (the globals policy) and every budget is
+        charged as the handlers charge it. Globals, persistent ids and the rest: the handlers.
+        """
+        table = [None if h is None else h.__get__(self) for h in HANDLERS]
+        data = self._raw
+        size = len(data)
+        memo = self.memo
+        slots = memo.slots  # the memo's list: used directly while the memo is dense
+        dense = memo.dense
+        metastack = self.metastack
+        unpack_from = struct.unpack_from
+        new_dict = PickledDict
+        make_tuple = self._tuple
+        call = self._call
+        pos = self.pos
+        stack = self.stack
+        limit = size if self.frame_end is None else self.frame_end
+        budget = self._budget
+        while True:
+            if pos >= limit:  # a FRAME ended, or the data did
+                if self.frame_end is not None and pos >= self.frame_end:
+                    self.frame_end = None
+                limit = size if self.frame_end is None else self.frame_end
+                if pos >= size:
+                    self.pos = pos
+                    raise TruncatedFile("pickle data ends before its STOP opcode")
+            op = data[pos]
+            if op == 0x94:  # MEMOIZE
+                if dense and stack:
+                    slots.append(stack[-1])
+                    pos += 1
+                    continue
+            elif op == 0x71:  # BINPUT
+                if dense and pos + 2 <= limit and stack and data[pos + 1] <= len(slots):
+                    if data[pos + 1] < len(slots):
+                        slots[data[pos + 1]] = stack[-1]
+                    else:
+                        slots.append(stack[-1])
+                    pos += 2
+                    continue
+            elif op == 0x68:  # BINGET
+                if dense and pos + 2 <= limit and data[pos + 1] < len(slots):
+                    stack.append(slots[data[pos + 1]])
+                    pos += 2
+                    continue
+            elif op == 0x6A:  # LONG_BINGET
+                if dense and pos + 5 <= limit:
+                    index = unpack_from("<I", data, pos + 1)[0]
+                    if index < len(slots):
+                        stack.append(slots[index])
+                        pos += 5
+                        continue
+            elif op == 0x8C:  # SHORT_BINUNICODE
+                end = pos + 2 + (data[pos + 1] if pos + 1 < limit else 0x100)
+                if end <= limit and budget > 0:
+                    try:
+                        stack.append(str(data[pos + 2:end], "utf-8", "surrogatepass"))
+                    except UnicodeDecodeError:
+                        pass  # the handler reports it
+                    else:
+                        budget -= 1
+                        pos = end
+                        continue
+            elif op == 0x58:  # BINUNICODE
+                end = pos + 5 + (unpack_from("<I", data, pos + 1)[0] if pos + 5 <= limit else limit)
+                if end <= limit and budget > 0:
+                    try:
+                        stack.append(str(data[pos + 5:end], "utf-8", "surrogatepass"))
+                    except UnicodeDecodeError:
+                        pass  # the handler reports it
+                    else:
+                        budget -= 1
+                        pos = end
+                        continue
+            elif op == 0x4B:  # BININT1
+                if pos + 2 <= limit:
+                    stack.append(data[pos + 1])
+                    pos += 2
+                    continue
+            elif op == 0x28:  # MARK
+                metastack.append(stack)
+                stack = self.stack = []
+                pos += 1
+                continue
+            elif op == 0x89 or op == 0x88 or op == 0x29 or op == 0x4E:  # NEWFALSE NEWTRUE EMPTY_TUPLE NONE
+                stack.append(PUSHED_CONSTANTS[op])
+                pos += 1
+                continue
+            elif op == 0x86:  # TUPLE2
+                if len(stack) >= 2:
+                    last = stack.pop()
+                    first = stack[-1]
+                    if type(first) is not tuple and type(last) is not tuple:
+                        stack[-1] = (first, last)
+                    else:
+                        self.pos = pos + 1  # where an error is reported from
+                        stack[-1] = make_tuple([first, last])
+                    pos += 1
+                    continue
+            elif op == 0x74:  # TUPLE
+                if metastack and budget > 0:
+                    self.pos = pos + 1
+                    value = make_tuple(stack)
+                    stack = self.stack = metastack.pop()
+                    stack.append(value)
+                    budget -= 1
+                    pos += 1
+                    continue
+            elif op == 0x85:  # TUPLE1
+                if stack:
+                    last = stack[-1]
+                    if type(last) is not tuple:
+                        stack[-1] = (last,)
+                    else:
+                        self.pos = pos + 1
+                        stack[-1] = make_tuple([last])
+                    pos += 1
+                    continue
+            elif op == 0x52 or op == 0x81:  # REDUCE NEWOBJ: the call goes through the policy as ever
+                if len(stack) >= 2:
+                    self.pos = pos + 1
+                    self._budget = budget
+                    args = stack.pop()
+                    stack[-1] = call(stack[-1], args, None, b"R" if op == 0x52 else b"\x81")
+                    budget = self._budget
+                    pos += 1
+                    continue
+            elif op == 0x62:  # BUILD on a stub that has no state yet
+                if len(stack) >= 2 and type(stack[-2]) is Stub and stack[-2].state is None:
+                    state = stack.pop()
+                    stack[-1].state = state
+                    pos += 1
+                    continue
+            elif op == 0x75:  # SETITEMS into a dict, keys that are not tuples
+                if metastack and metastack[-1] and type(metastack[-1][-1]) is PickledDict and not len(stack) % 2:
+                    keys = stack[0::2]
+                    if tuple not in map(type, keys) and self._hash_budget >= len(keys):
+                        self._hash_budget -= len(keys)
+                        try:
+                            metastack[-1][-1].update(zip(keys, stack[1::2]))
+                        except TypeError:
+                            self.pos = pos + 1
+                            raise CorruptPickle(f"unhashable dict key of type {_unhashable(keys)}") from None
+                        stack = self.stack = metastack.pop()
+                        pos += 1
+                        continue
+            elif op == 0x7D:  # EMPTY_DICT
+                if budget > 0:
+                    stack.append(new_dict())
+                    budget -= 1
+                    pos += 1
+                    continue
+            elif op == 0x4D:  # BININT2
+                if pos + 3 <= limit:
+                    stack.append(unpack_from("<H", data, pos + 1)[0])
+                    pos += 3
+                    continue
+            elif op == 0x4A:  # BININT
+                if pos + 5 <= limit and budget > 0:
+                    stack.append(unpack_from("<i", data, pos + 1)[0])
+                    budget -= 1
+                    pos += 5
+                    continue
+            elif op == 0x72:  # LONG_BINPUT
+                if dense and pos + 5 <= limit and stack:
+                    index = unpack_from("<I", data, pos + 1)[0]
+                    if index < len(slots):
+                        slots[index] = stack[-1]
+                        pos += 5
+                        continue
+                    if index == len(slots):
+                        slots.append(stack[-1])
+                        pos += 5
+                        continue
+            # everything else, and every fast path whose preconditions failed: the handler
+            handler = table[op]
+            if handler is None:
+                self.pos = pos + 1
+                raise CorruptPickle(f"unknown pickle opcode 0x{op:02x} at byte {pos}")
+            self.pos = pos + 1
+            self._budget = budget
+            if handler():
+                return
+            pos, stack, budget, dense = self.pos, self.stack, self._budget, memo.dense
+            limit = size if self.frame_end is None else self.frame_end
 
     def _push(self, value: Any) -> None:
         self._budget -= 1
@@ -301,11 +480,11 @@ class SafeUnpickler(Opcodes):
             raise CorruptPickle("negative memo index")
         if not self.stack:
             raise CorruptPickle(f"stack underflow at byte {self.pos}")
-        self.memo[index] = self.stack[-1]  # at most one entry per opcode: bounded by the data size
+        self.memo.put(index, self.stack[-1])  # at most one entry per opcode: bounded by the data size
 
     def _get(self, index: int) -> None:
         try:
-            self.stack.append(self.memo[index])
+            self.stack.append(self.memo.get(index))
         except KeyError:
             raise CorruptPickle(f"memo key {index} not found at byte {self.pos}") from None
 
@@ -315,6 +494,16 @@ class SafeUnpickler(Opcodes):
         if self.persistent_load is None:
             raise CorruptPickle("persistent id in a pickle that cannot have one")
         return self.persistent_load(pid)
+
+
+def _unhashable(keys: list[Any]) -> str:
+    """The type name of the first key that cannot be hashed (for the error SETITEM reports)."""
+    for key in keys:
+        try:
+            hash(key)
+        except TypeError:
+            return type(key).__name__
+    return "unknown"
 
 
 def _holds_bare_getattr(root: Any, budget: int = 5_000_000) -> bool:
