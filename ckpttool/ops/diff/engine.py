@@ -138,7 +138,7 @@ def _plan_section(a: Checkpoint, b: Checkpoint, name: str, options: DiffOptions,
 def _compare_over_jobs(planned: list[_Planned], options: DiffOptions, progress: ProgressSink | None,
                        jobs: int) -> list[list[Any]]:
     """Every section's entries, the tensor pairs compared by ``jobs`` worker processes (and the ranks of torchrun)."""
-    from ckpttool.parallel import run_split
+    from ckpttool.parallel import ranks_from_env, run_split
     from ckpttool.parallel.relay import Relay
 
     work = [(s, pair, ta, tb) for s, p in enumerate(planned) for pair, ta, tb in p.work]
@@ -146,6 +146,9 @@ def _compare_over_jobs(planned: list[_Planned], options: DiffOptions, progress: 
              for _, _, ta, tb in work]
     comparers: list[ByteComparer] = []
     relay = Relay(progress) if progress is not None else None  # workers report chunk by chunk
+    if progress is not None:  # under torchrun, this rank's share of the bytes
+        ranks = ranks_from_env()
+        progress.start(sum(sizes[i] for i in (ranks.share(sizes) if ranks is not None else range(len(sizes)))))
 
     def one(i: int) -> Any:
         s, pair, ta, tb = work[i]
@@ -185,14 +188,14 @@ def diff_checkpoints(a: Checkpoint, b: Checkpoint, options: DiffOptions | None =
     names = section_names(a, b, options.section)
     required = options.section != "all"
     planned = [_plan_section(a, b, name, options, required) for name in names]
-    if progress is not None:
-        progress.start(sum(ta.nbytes for p in planned for _, ta, tb in p.work
-                           if ta is not None and tb is not None and ta.shape == tb.shape))
     sections: list[SectionDiff] = []
     # plain tensor pairs over worker processes when asked; composites (few, small) always here
     from ckpttool.parallel import ranks_from_env
 
     split = jobs > 1 or ranks_from_env() is not None
+    if progress is not None and not split:
+        progress.start(sum(ta.nbytes for p in planned for _, ta, tb in p.work
+                           if ta is not None and tb is not None and ta.shape == tb.shape))
     parallel = _compare_over_jobs(planned, options, progress, jobs) if split else None
     comparer = ByteComparer()
     try:
