@@ -31,12 +31,23 @@ class Ring:
         self._next = 0
 
     def take(self, n: int) -> memoryview:
-        """The next buffer, cut to ``n`` bytes (allocated on first use, so small writes stay small)."""
+        """The next buffer, cut to ``n`` bytes.
+
+        Buffers are allocated on first use and grown (to a power of two, at most ``size``) only when a
+        piece needs more, so a job of small tensors never holds ``count`` full-size buffers.
+        """
         i = self._next
         self._next = (i + 1) % self._count
         if i == len(self._buffers):
-            self._buffers.append(memoryview(bytearray(self.size)))
+            self._buffers.append(memoryview(bytearray(_fitting(n, self.size))))
+        elif len(self._buffers[i]) < n:  # whoever held this buffer's last piece has let it go
+            self._buffers[i] = memoryview(bytearray(_fitting(n, self.size)))
         return self._buffers[i][:n]
+
+
+def _fitting(n: int, size: int) -> int:
+    """The smallest power of two (from 64 KiB) holding ``n`` bytes, capped at ``size``."""
+    return min(size, max(1 << 16, 1 << max(n - 1, 0).bit_length()))
 
 
 def read_into(source: Any, offset: int, view: memoryview) -> None:

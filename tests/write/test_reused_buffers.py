@@ -81,3 +81,27 @@ def test_a_byte_changed_on_disk_is_caught(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(VerificationFailed, match="read back differently"):
         write_checkpoint(_lazy(tmp_path, _state()), tmp_path / "x.safetensors")
     assert [p.name for p in tmp_path.iterdir()] == ["in"]
+
+
+def test_ring_buffers_grow_only_as_far_as_the_pieces_need() -> None:
+    ring = buffers.Ring(2, size=1 << 20)
+    small = [ring.take(100) for _ in range(4)]
+    assert all(len(v) == 100 for v in small)
+    assert all(len(v.obj) == 1 << 16 for v in small)  # not the full 1 MiB for 100-byte pieces
+    a, b = ring.take(300_000), ring.take(300_000)
+    assert len(a) == len(b) == 300_000 and a.obj is not b.obj  # the two turns never share memory
+    a[:] = b"\x01" * len(a)
+    b[:] = b"\x02" * len(b)
+    assert bytes(a[:1]) == b"\x01"
+    assert len(ring.take(5 << 20)) == 1 << 20  # never past the ring's size: a reader takes what it got
+
+
+def test_small_then_large_tensors_write_through_grown_buffers(tmp_path: Path) -> None:
+    gen = torch.Generator().manual_seed(1)
+    sd = {"tiny": torch.arange(7), "big": torch.randn(400_000, generator=gen),
+          "mid": torch.randn(20_000, generator=gen)}
+    out = tmp_path / "m.safetensors"
+    result = write_checkpoint(_lazy(tmp_path, sd), out)
+    got = load_file(str(out))
+    assert all(torch.equal(got[k], v) for k, v in sd.items())
+    assert result.sha256 == hashlib.sha256(out.read_bytes()).hexdigest()
