@@ -9,6 +9,7 @@ import click
 
 from ckpttool.cli.common import emit_json, input_path, json_option, leader_only, print_renderable
 from ckpttool.cli.html_output import check_html, emit_html, html_options
+from ckpttool.cli.progress import progress_bar, progress_option
 from ckpttool.errors import UsageError
 
 _SCHEDULES = ("cosine", "linear", "one-cycle", "step", "multistep", "poly", "constant")
@@ -59,6 +60,7 @@ def _milestones(value: str | None) -> tuple[int, ...]:
 @click.option("--force", is_flag=True, help="Overwrite OUTPUT if it exists (never the input).")
 @click.option("--sanitize", is_flag=True, help="With --fix: write pickled modules and other objects as plain "
               "data (weights_only-loadable) instead of keeping them.")
+@progress_option
 @json_option
 @html_options
 @leader_only
@@ -66,8 +68,8 @@ def command(path: Path, epochs: int, epochs_mode: str, schedule: str | None, lr_
             lrf: float | None, lr0: float | None, gamma: float, step_size: int, milestones: str | None, power: float,
             steps_per_epoch: int | None, old_epochs: int | None, start_epoch: int | None, scheduler_mode: str,
             max_jump: float, amp: bool, window: int, plot_file: Path | None, no_plot: bool, fix: bool,
-            output: Path | None, force: bool, sanitize: bool, as_json: bool, html_out: Path | None = None,
-            open_html: bool = False) -> int:
+            output: Path | None, force: bool, sanitize: bool, no_progress: bool, as_json: bool,
+            html_out: Path | None = None, open_html: bool = False) -> int:
     """Check a resume plan before spending GPU hours: start epoch, LR continuity, scheduler,
     optimizer, GradScaler and EMA state.
 
@@ -112,7 +114,9 @@ def command(path: Path, epochs: int, epochs_mode: str, schedule: str | None, lr_
     from ckpttool.ops.resume.hf_trainer import is_trainer_folder, open_trainer_folder
 
     ckpt = open_trainer_folder(Path(path)) if is_trainer_folder(Path(path)) else ckpttool.open(path)
-    result = validate_resume(ckpt, opts, fix_output=output if fix else None, force=force, sanitize=sanitize)
+    with progress_bar("writing + verifying", no_progress or not fix) as bar:
+        result = validate_resume(ckpt, opts, fix_output=output if fix else None, force=force, sanitize=sanitize,
+                                 progress=bar)
     if plot_file is not None:
         from ckpttool.report.resume import save_plot
 

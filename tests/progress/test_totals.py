@@ -189,3 +189,17 @@ def test_diff_progress_is_the_bytes_compared(tmp_path: Path, jobs: int) -> None:
     diff_checkpoints(open_checkpoint(tmp_path / "a.pt"), open_checkpoint(tmp_path / "b.pt"), progress=tally,
                      jobs=jobs)
     assert tally.total == tally.done == expected
+
+
+def test_validate_resume_fix_progress_adds_up(tmp_path: Path) -> None:
+    from ckpttool import open as open_checkpoint
+    from ckpttool.ops.resume import ResumeOptions, validate_resume
+    from tests.resume.helpers import generic_checkpoint
+
+    src = tmp_path / "last.pt"
+    make = lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.5, total_steps=50)  # noqa: E731
+    generic_checkpoint(src, make, done=6, steps=5, per_step=True)
+    tally = Tally()
+    out = tmp_path / "fixed.pt"
+    validate_resume(open_checkpoint(src), ResumeOptions(epochs=14), fix_output=out, progress=tally)
+    assert tally.total == tally.done == 2 * _storage_bytes(torch.load(out, weights_only=False)) > 0

@@ -27,6 +27,7 @@ from ckpttool.model import GlobalRef, PickledDict, Stub
 from ckpttool.modules import is_module, module_state_dict
 from ckpttool.ops.resume.result import Check
 from ckpttool.ops.resume.torch_schedulers import identify
+from ckpttool.progress import ProgressSink
 from ckpttool.tree import MAX_NODES
 
 __all__ = ["patch_scheduler", "plain_tree", "write_fixed"]
@@ -175,8 +176,12 @@ def _path_copy(root: Any, source: str) -> Any:
 
 
 def write_fixed(tree: Any, source: str, patched: dict[str, Any], output: Path, *, inputs: list[Path],
-                force: bool, sanitize: bool = False) -> tuple[dict[str, Any], list[Check]]:
-    """Write ``tree`` with the scheduler at ``source`` replaced by ``patched``; returns what was written."""
+                force: bool, sanitize: bool = False, progress: ProgressSink | None = None
+                ) -> tuple[dict[str, Any], list[Check]]:
+    """Write ``tree`` with the scheduler at ``source`` replaced by ``patched``; returns what was written.
+
+    ``progress`` is told the tensor bytes written and read back by the verification.
+    """
     from ckpttool.io.write.checkpoint import TORCH_SUFFIXES, write_checkpoint
 
     if output.suffix.lower() not in TORCH_SUFFIXES:  # the writer's own hint would offer .safetensors too
@@ -188,7 +193,7 @@ def write_fixed(tree: Any, source: str, patched: dict[str, Any], output: Path, *
         _set_path(new_tree, source, patched)
     except (KeyError, IndexError, TypeError) as exc:
         raise UsageError(f"cannot find the scheduler at {source!r} in the checkpoint ({exc})") from None
-    written = write_checkpoint(new_tree, output, inputs=inputs, force=force)
+    written = write_checkpoint(new_tree, output, inputs=inputs, force=force, progress=progress)
     checks = [Check("resume.fix-converted", "warn", "; ".join(sorted(set(notes))),
                     "load the model with model.load_state_dict(ckpt['model']) instead of ckpt['model'].float()")] \
         if notes else []

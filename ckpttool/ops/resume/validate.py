@@ -13,12 +13,13 @@ from ckpttool.ops.resume.fix import patch_scheduler, write_fixed
 from ckpttool.ops.resume.plan import LRPlan, make_plan
 from ckpttool.ops.resume.result import Check, ResumeOptions, ResumeResult
 from ckpttool.ops.resume.schedules import Schedule, continuation
+from ckpttool.progress import ProgressSink
 
 __all__ = ["validate_resume"]
 
 
 def validate_resume(ckpt: Checkpoint, opts: ResumeOptions, *, fix_output: Path | None = None,
-                    force: bool = False, sanitize: bool = False) -> ResumeResult:
+                    force: bool = False, sanitize: bool = False, progress: ProgressSink | None = None) -> ResumeResult:
     """Check that ``ckpt`` can be resumed with ``opts``; with ``fix_output``, write a patched copy.
 
     Raises:
@@ -70,7 +71,7 @@ def validate_resume(ckpt: Checkpoint, opts: ResumeOptions, *, fix_output: Path |
         checks=checks, overflow=plan.overflow)
     result.fixes = _fixes(ckpt, plan, checks, start, old_total, new_total, opts)
     if fix_output is not None:
-        _apply_fix(ckpt, ctx, plan, result, new_total, fix_output, force, sanitize)
+        _apply_fix(ckpt, ctx, plan, result, new_total, fix_output, force, sanitize, progress)
     return result
 
 
@@ -202,12 +203,12 @@ def _schedule_fixes(plan: LRPlan, model: Schedule, start: int, old_total: int, n
 
 
 def _apply_fix(ckpt: Checkpoint, ctx: ResumeContext, plan: LRPlan, result: ResumeResult, new_total: int,
-               output: Path, force: bool, sanitize: bool = False) -> None:
+               output: Path, force: bool, sanitize: bool = False, progress: ProgressSink | None = None) -> None:
     if ctx.scheduler is None or ctx.scheduler_source is None:
         raise UsageError("--fix needs a saved scheduler state to patch; this checkpoint has none")
     patched, what = patch_scheduler(ctx.scheduler, new_total * plan.unit_steps)
     written, notes = write_fixed(ckpt.tree, ctx.scheduler_source, patched, output, inputs=[ckpt.path], force=force,
-                                 sanitize=sanitize)
+                                 sanitize=sanitize, progress=progress)
     after = copy.copy(ctx)
     after.scheduler = patched
     replan = make_plan(after, ResumeOptions(epochs=new_total, scheduler="restore",
