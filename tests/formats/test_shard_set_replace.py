@@ -15,6 +15,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+# bin_shards imported before a test patches sharded._write_index: imported during the patch, it would
+# bind the patched function for every later test
+import ckpttool.io.write.bin_shards  # noqa: F401
 from ckpttool.errors import OutputRefused
 from ckpttool.ops.convert import ConvertOptions, convert
 from tests.conftest import FIXTURES, run_cli
