@@ -18,9 +18,10 @@ from typing import Any
 
 from ckpttool.errors import OutputRefused, UsageError
 from ckpttool.io.formats.sharded import _write_index
-from ckpttool.io.write.atomic import check_target, commit
+from ckpttool.io.write.atomic import check_target
 from ckpttool.io.write.checkpoint import WriteResult, write_checkpoint
-from ckpttool.io.write.earlier_set import earlier_set, remove_earlier, replacing
+from ckpttool.io.write.earlier_set import earlier_set, remove_earlier
+from ckpttool.io.write.shard_set import publish_shards
 from ckpttool.model import PickledDict, TensorRef
 from ckpttool.progress import Planned, ProgressSink
 
@@ -103,20 +104,8 @@ def write_bin_shards(tensors: Mapping[str, TensorRef], output: Path, max_shard_s
         weight_map = {k: path.name for keys, path in zip(plan, paths) for k in keys}
         meta: dict[str, Any] = {"total_size": sum(t.nbytes for t in tensors.values())}
         data = json.dumps({"metadata": meta, "weight_map": weight_map}, indent=2, ensure_ascii=False).encode()
-        with replacing(earlier):  # the earlier set goes only once the new one is in place
-            moved: list[Path] = []
-            try:
-                for h, p in zip(hidden, paths):
-                    commit(h, p, force)
-                    moved.append(p)
-                    with contextlib.suppress(FileNotFoundError):
-                        h.unlink()
-                sha, nbytes = _write_index(index_path, data + b"\n", weight_map, force)
-            except BaseException:
-                for p in moved:
-                    with contextlib.suppress(OSError):
-                        p.unlink()
-                raise
+        sha, nbytes = publish_shards(hidden, paths, force,
+                                     lambda: _write_index(index_path, data + b"\n", weight_map, force), earlier)
     finally:
         for h in hidden:
             with contextlib.suppress(OSError):

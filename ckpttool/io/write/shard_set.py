@@ -22,7 +22,7 @@ from ckpttool.io.write.checkpoint import WriteResult, write_checkpoint
 from ckpttool.io.write.earlier_set import replacing
 from ckpttool.progress import Planned, ProgressSink
 
-__all__ = ["write_shard_set"]
+__all__ = ["write_shard_set", "publish_shards"]
 
 T = TypeVar("T")
 
@@ -63,12 +63,12 @@ def write_shard_set(shards: Sequence[Mapping[str, Any]], paths: Sequence[Path], 
     try:
         done = ranks.run(work, sizes, jobs, relay) if ranks is not None else run_units(work, sizes, jobs, relay)
         if ranks is None:
-            published = _publish(hidden, paths, force, publish, replaces)
+            published = publish_shards(hidden, paths, force, publish, replaces)
         else:
             error = None
             if ranks.is_leader:
                 try:
-                    published = _publish(hidden, paths, force, publish, replaces)
+                    published = publish_shards(hidden, paths, force, publish, replaces)
                 except CkptError as exc:
                     error = exc.message
                 except Exception as exc:  # noqa: BLE001 - told to every rank, then raised
@@ -87,8 +87,13 @@ def write_shard_set(shards: Sequence[Mapping[str, Any]], paths: Sequence[Path], 
     return done, published
 
 
-def _publish(hidden: Sequence[Path], paths: Sequence[Path], force: bool, publish: Callable[[], T],
-             replaces: Sequence[Path] = ()) -> T:
+def publish_shards(hidden: Sequence[Path], paths: Sequence[Path], force: bool, publish: Callable[[], T],
+                   replaces: Sequence[Path] = ()) -> T:
+    """Rename every written shard from ``hidden`` into ``paths``, then ``publish()`` (the index).
+
+    ``replaces`` (an earlier set at this target) goes only once the new set is in place; on any
+    failure the shards already moved are removed and the earlier set is restored.
+    """
     moved: list[Path] = []
     with replacing(replaces):  # the earlier set goes only once the new one is in place
         try:
